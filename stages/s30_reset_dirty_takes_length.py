@@ -1,0 +1,65 @@
+"""Stage 30: memory: make cpu_physical_memory_reset_dirty() take a length parameter
+
+Upstream: a2f4d5bef (cputlb.c, exec.c, include/exec/memory-internal.h, memory.c).
+
+Kind: change of signature (end -> length), rounding moved down a level.
+
+``cpu_physical_memory_reset_dirty(start, length, client)`` no longer rounds
+``start`` down and ``end`` up before computing the length: it returns at
+once when ``length == 0`` and hands the raw ``start, length`` to
+``cpu_physical_memory_clear_dirty_range`` (which rounds for itself) and to
+``tlb_reset_dirty_range_all(start, length)``, which now computes the aligned
+``end`` and ``start`` itself.  Callers pass a length: tlb_protect_code,
+memory_region_test_and_clear_dirty, memory_region_reset_dirty.
+
+Behaviour is NOT kept in two places (both registered):
+
+- a zero-length reset at an unaligned address used to round to the whole
+  page and clear it; now nothing is cleared;
+- ``tlb_reset_dirty_range_all`` rounds ``start`` down but passes the caller's
+  unrounded ``length`` to ``cpu_tlb_reset_dirty_all``, so for an unaligned
+  range the TLB reset covers ``[start & TARGET_PAGE_MASK, +length)`` and can
+  miss the last page whose dirty bit was cleared: that page's TLB entry
+  stays dirty and later writes to it are not trapped.
+"""
+
+from . import s29_is_dirty_to_is_clean as parent
+from .common import TARGET_PAGE_ALIGN, TARGET_PAGE_MASK, TARGET_PAGE_SIZE
+
+
+class Stage(parent.Stage):
+    STAGE = 30
+    TITLE = "memory: make cpu_physical_memory_reset_dirty() take a length parameter"
+    UPSTREAM = "a2f4d5bef"
+    KIND = "change of signature"
+
+    def tlb_reset_dirty_range_all(self, start: int, length: int) -> None:
+        end = TARGET_PAGE_ALIGN(start + length)
+        start &= TARGET_PAGE_MASK
+        block = self.machine.qemu_get_ram_block(start)
+        assert block is self.machine.qemu_get_ram_block(end - 1), \
+            "assert(block == qemu_get_ram_block(end - 1))"
+        start1 = block.host + (start - block.offset)
+        self.machine.cpu_tlb_reset_dirty_all(start1, length)
+
+    def cpu_physical_memory_reset_dirty(self, start: int, length: int, client: int) -> None:
+        """Note: start and end must be within the same ram block."""
+        if length == 0:
+            return
+        self.cpu_physical_memory_clear_dirty_range(start, length, client)
+        if self.machine.tcg_enabled():
+            self.tlb_reset_dirty_range_all(start, length)
+
+    def tlb_protect_code(self, ram_addr: int) -> None:
+        self.cpu_physical_memory_reset_dirty(ram_addr, TARGET_PAGE_SIZE, self.DIRTY_MEMORY_CODE)
+
+    def memory_region_test_and_clear_dirty(self, mr, addr: int, size: int, client: int) -> bool:
+        assert mr.terminates, "assert(mr->terminates)"
+        ret = self.cpu_physical_memory_get_dirty(mr.ram_addr + addr, size, client)
+        if ret:
+            self.cpu_physical_memory_reset_dirty(mr.ram_addr + addr, size, client)
+        return ret
+
+    def memory_region_reset_dirty(self, mr, addr: int, size: int, client: int) -> None:
+        assert mr.terminates, "assert(mr->terminates)"
+        self.cpu_physical_memory_reset_dirty(mr.ram_addr + addr, size, client)

@@ -1,0 +1,44 @@
+"""Stage 34: kvm: use directly cpu_physical_memory_* api for tracking dirty pages
+
+Upstream: 747afd5bc (kvm-all.c).
+
+Kind: inline (memory.c wrapper bypassed).
+
+``kvm_get_dirty_pages_log_range`` computes the ram_addr
+(``section->mr->ram_addr + addr``) and calls
+``cpu_physical_memory_set_dirty_range`` directly instead of
+``memory_region_set_dirty``.  Behaviour is kept: that wrapper only asserted
+``mr->terminates`` and added ``mr->ram_addr``.
+"""
+
+from . import s33_unfold_test_and_clear as parent
+from .bitmap import HOST_LONG_BITS, ctzl
+from .common import TARGET_PAGE_SIZE
+
+
+class Stage(parent.Stage):
+    STAGE = 34
+    TITLE = "kvm: use directly cpu_physical_memory_* api for tracking dirty pages"
+    UPSTREAM = "747afd5bc"
+    KIND = "inline"
+
+    def kvm_get_dirty_pages_log_range(self, section, bitmap) -> int:
+        pages = section.size // self.machine.getpagesize()
+        length = (pages + HOST_LONG_BITS - 1) // HOST_LONG_BITS
+        hpratio = self.machine.getpagesize() // TARGET_PAGE_SIZE
+        # bitmap-traveling is faster than memory-traveling (for addr...)
+        # especially when most of the memory is not dirty.
+        for i in range(length):
+            if bitmap[i] != 0:
+                c = int(bitmap[i])                 # leul_to_cpu
+                while True:
+                    j = ctzl(c)                    # ffsl(c) - 1
+                    c &= ~(1 << j)
+                    page_number = (i * HOST_LONG_BITS + j) * hpratio
+                    addr1 = page_number * TARGET_PAGE_SIZE
+                    addr = section.offset_within_region + addr1
+                    ram_addr = section.mr.ram_addr + addr
+                    self.cpu_physical_memory_set_dirty_range(ram_addr, TARGET_PAGE_SIZE * hpratio)
+                    if c == 0:
+                        break
+        return 0

@@ -1,0 +1,42 @@
+"""Stage 35: kvm: refactor start address calculation
+
+Upstream: c9dd46fc0 (kvm-all.c).
+
+Kind: refactor (loop-invariant sum hoisted).
+
+``kvm_get_dirty_pages_log_range`` computes ``start = offset_within_region +
+mr->ram_addr`` once and adds ``page_number * TARGET_PAGE_SIZE`` to it per
+dirty page.  Behaviour is kept: the same sum, reassociated.
+"""
+
+from . import s34_kvm_uses_cpu_physical_memory_api as parent
+from .bitmap import HOST_LONG_BITS, ctzl
+from .common import TARGET_PAGE_SIZE
+
+
+class Stage(parent.Stage):
+    STAGE = 35
+    TITLE = "kvm: refactor start address calculation"
+    UPSTREAM = "c9dd46fc0"
+    KIND = "refactor"
+
+    def kvm_get_dirty_pages_log_range(self, section, bitmap) -> int:
+        start = section.offset_within_region + section.mr.ram_addr
+        pages = section.size // self.machine.getpagesize()
+        length = (pages + HOST_LONG_BITS - 1) // HOST_LONG_BITS
+        hpratio = self.machine.getpagesize() // TARGET_PAGE_SIZE
+        # bitmap-traveling is faster than memory-traveling (for addr...)
+        # especially when most of the memory is not dirty.
+        for i in range(length):
+            if bitmap[i] != 0:
+                c = int(bitmap[i])                 # leul_to_cpu
+                while True:
+                    j = ctzl(c)                    # ffsl(c) - 1
+                    c &= ~(1 << j)
+                    page_number = (i * HOST_LONG_BITS + j) * hpratio
+                    addr = page_number * TARGET_PAGE_SIZE
+                    ram_addr = start + addr
+                    self.cpu_physical_memory_set_dirty_range(ram_addr, TARGET_PAGE_SIZE * hpratio)
+                    if c == 0:
+                        break
+        return 0
