@@ -12,7 +12,7 @@ memory.h is the "memory API" comment, a blank line and the typedefs
 ``CPUWriteMemoryFunc`` and ``CPUReadMemoryFunc`` (memory.h's
 ``MemoryRegionMmio`` uses them), and later patches need memory.h to stand on
 its own (stage 19 includes it from cpu-all.h).  So this stage moves those two
-declarations and nothing else: no function changes, no behaviour changes.
+declarations and nothing else: no function changes, so behaviour is kept.
 The conformance vectors likewise run stage 00's code for stage 01.
 """
 
