@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, settings
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
                database=None, print_blob=True)
-settings.register_profile("ci", max_examples=500, derandomize=True, **_common)
-settings.register_profile("deep", max_examples=3000, **_common)
+settings.register_profile("ci", max_examples=1000, derandomize=True, **_common)
+settings.register_profile("deep", max_examples=5000, **_common)
 settings.load_profile(os.environ.get("DIRTY_LADDER_PROFILE", "ci"))
 if os.environ.get("DIRTY_LADDER_EXAMPLES"):
     settings.register_profile("override", parent=settings.get_profile(settings._current_profile),

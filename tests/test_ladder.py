@@ -10,8 +10,6 @@ registered one that the run no longer finds, stays red.
 Run one rung with ``pytest -k rung19``; one level with ``-k "rung19 and api"``.
 """
 
-import os
-
 import pytest
 from hypothesis import given, settings
 
@@ -56,7 +54,7 @@ def _explore_api(rung):
 
 
 def _verdict(rung, found, levels):
-    new, missing, _ = judge(rung, found, levels, os.environ.get("DIRTY_LADDER_PROFILE", "ci"))
+    new, missing, _ = judge(rung, found, levels)
     lines = [f"NEW DIFFERENCE {f.signature}: {f.detail}\n  minimal trace: "
              f"{f.trace.as_dict() if f.trace else '(api call above)'}" for f in new]
     lines += [f"registered {d.id} ({', '.join(d.signatures)}) was not found" for d in missing]
