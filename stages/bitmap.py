@@ -154,6 +154,20 @@ def find_next_bit(addr: np.ndarray, size: int, offset: int) -> int:
     return min(k * BITS_PER_LONG + ctzl(int(addr[k])), size)
 
 
+def each_set_bit_le(bitmap, nwords: int):
+    """The bit numbers set in the first ``nwords`` little-endian words, lowest
+    first, found as kvm-all.c finds them: skip zero words, then
+    ``j = ffsl(c) - 1; c &= ~(1ul << j)`` until the word is empty.  One step
+    per set bit: the cost the series' KVM sync had until stage 37."""
+    for i in range(nwords):
+        if bitmap[i] != 0:
+            c = int(bitmap[i])                 # leul_to_cpu
+            while c != 0:
+                j = ctzl(c)                    # ffsl(c) - 1
+                c &= ~(1 << j)
+                yield i * HOST_LONG_BITS + j
+
+
 def bits_of(addr: np.ndarray, nbits: int) -> np.ndarray:
     """The first ``nbits`` bits as a bool array (for observers, not for stages)."""
     as_bytes = addr.astype("<u8", copy=False).view(np.uint8)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from .bitmap import (
-    HOST_LONG_BITS, bitmap_new, bitmap_set, clear_bit, ctzl, find_next_bit,
+    HOST_LONG_BITS, bitmap_new, bitmap_set, clear_bit, each_set_bit_le, find_next_bit,
     test_and_set_bit,
 )
 from .common import (
@@ -285,18 +285,11 @@ class Stage:
         hpratio = self.machine.getpagesize() // TARGET_PAGE_SIZE
         # bitmap-traveling is faster than memory-traveling (for addr...)
         # especially when most of the memory is not dirty.
-        for i in range(length):
-            if bitmap[i] != 0:
-                c = int(bitmap[i])                 # leul_to_cpu
-                while True:
-                    j = ctzl(c)                    # ffsl(c) - 1
-                    c &= ~(1 << j)
-                    page_number = (i * HOST_LONG_BITS + j) * hpratio
-                    addr1 = page_number * TARGET_PAGE_SIZE
-                    addr = section.offset_within_region + addr1
-                    self.memory_region_set_dirty(section.mr, addr, TARGET_PAGE_SIZE * hpratio)
-                    if c == 0:
-                        break
+        for bit in each_set_bit_le(bitmap, length):     # i * HOST_LONG_BITS + j
+            page_number = bit * hpratio
+            addr1 = page_number * TARGET_PAGE_SIZE
+            addr = section.offset_within_region + addr1
+            self.memory_region_set_dirty(section.mr, addr, TARGET_PAGE_SIZE * hpratio)
         return 0
 
     # ---- arch_init.c ------------------------------------------------------------------

@@ -12,7 +12,7 @@ Kind: inline (memory.c wrapper bypassed).
 """
 
 from . import s33_unfold_test_and_clear as parent
-from .bitmap import HOST_LONG_BITS, ctzl
+from .bitmap import HOST_LONG_BITS, each_set_bit_le
 from .common import TARGET_PAGE_SIZE
 
 
@@ -28,17 +28,10 @@ class Stage(parent.Stage):
         hpratio = self.machine.getpagesize() // TARGET_PAGE_SIZE
         # bitmap-traveling is faster than memory-traveling (for addr...)
         # especially when most of the memory is not dirty.
-        for i in range(length):
-            if bitmap[i] != 0:
-                c = int(bitmap[i])                 # leul_to_cpu
-                while True:
-                    j = ctzl(c)                    # ffsl(c) - 1
-                    c &= ~(1 << j)
-                    page_number = (i * HOST_LONG_BITS + j) * hpratio
-                    addr1 = page_number * TARGET_PAGE_SIZE
-                    addr = section.offset_within_region + addr1
-                    ram_addr = section.mr.ram_addr + addr
-                    self.cpu_physical_memory_set_dirty_range(ram_addr, TARGET_PAGE_SIZE * hpratio)
-                    if c == 0:
-                        break
+        for bit in each_set_bit_le(bitmap, length):     # i * HOST_LONG_BITS + j
+            page_number = bit * hpratio
+            addr1 = page_number * TARGET_PAGE_SIZE
+            addr = section.offset_within_region + addr1
+            ram_addr = section.mr.ram_addr + addr
+            self.cpu_physical_memory_set_dirty_range(ram_addr, TARGET_PAGE_SIZE * hpratio)
         return 0

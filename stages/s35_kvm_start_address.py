@@ -10,7 +10,7 @@ dirty page.  Behaviour is kept: the same sum, reassociated.
 """
 
 from . import s34_kvm_uses_cpu_physical_memory_api as parent
-from .bitmap import HOST_LONG_BITS, ctzl
+from .bitmap import HOST_LONG_BITS, each_set_bit_le
 from .common import TARGET_PAGE_SIZE
 
 
@@ -27,16 +27,9 @@ class Stage(parent.Stage):
         hpratio = self.machine.getpagesize() // TARGET_PAGE_SIZE
         # bitmap-traveling is faster than memory-traveling (for addr...)
         # especially when most of the memory is not dirty.
-        for i in range(length):
-            if bitmap[i] != 0:
-                c = int(bitmap[i])                 # leul_to_cpu
-                while True:
-                    j = ctzl(c)                    # ffsl(c) - 1
-                    c &= ~(1 << j)
-                    page_number = (i * HOST_LONG_BITS + j) * hpratio
-                    addr = page_number * TARGET_PAGE_SIZE
-                    ram_addr = start + addr
-                    self.cpu_physical_memory_set_dirty_range(ram_addr, TARGET_PAGE_SIZE * hpratio)
-                    if c == 0:
-                        break
+        for bit in each_set_bit_le(bitmap, length):     # i * HOST_LONG_BITS + j
+            page_number = bit * hpratio
+            addr = page_number * TARGET_PAGE_SIZE
+            ram_addr = start + addr
+            self.cpu_physical_memory_set_dirty_range(ram_addr, TARGET_PAGE_SIZE * hpratio)
         return 0

@@ -11,7 +11,7 @@ header, and ``kvm_get_dirty_pages_log_range`` computes ``start`` and
 """
 
 from . import s35_kvm_start_address as parent
-from .bitmap import HOST_LONG_BITS, ctzl
+from .bitmap import HOST_LONG_BITS, each_set_bit_le
 from .common import TARGET_PAGE_SIZE
 
 
@@ -31,18 +31,11 @@ class Stage(parent.Stage):
         hpratio = self.machine.getpagesize() // TARGET_PAGE_SIZE
         # bitmap-traveling is faster than memory-traveling (for addr...)
         # especially when most of the memory is not dirty.
-        for i in range(length):
-            if bitmap[i] != 0:
-                c = int(bitmap[i])                 # leul_to_cpu
-                while True:
-                    j = ctzl(c)                    # ffsl(c) - 1
-                    c &= ~(1 << j)
-                    page_number = (i * HOST_LONG_BITS + j) * hpratio
-                    addr = page_number * TARGET_PAGE_SIZE
-                    ram_addr = start + addr
-                    self.cpu_physical_memory_set_dirty_range(ram_addr, TARGET_PAGE_SIZE * hpratio)
-                    if c == 0:
-                        break
+        for bit in each_set_bit_le(bitmap, length):     # i * HOST_LONG_BITS + j
+            page_number = bit * hpratio
+            addr = page_number * TARGET_PAGE_SIZE
+            ram_addr = start + addr
+            self.cpu_physical_memory_set_dirty_range(ram_addr, TARGET_PAGE_SIZE * hpratio)
 
     def kvm_get_dirty_pages_log_range(self, section, bitmap) -> int:
         start = section.offset_within_region + section.mr.ram_addr

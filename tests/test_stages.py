@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-import stages
 from stages import LAST, MODULES, UnknownStage, stage
 
 ROOT = Path(__file__).resolve().parent.parent
