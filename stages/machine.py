@@ -23,7 +23,7 @@ import numpy as np
 from .bitmap import BITS_TO_LONGS, bits_of
 from .views import dirty_pages_of
 from .trace import (
-    RESULT_FORMAT, TARGET_PAGE_BITS, TARGET_PAGE_SIZE, Block, Config, Trace,
+    RESULT_FORMAT, TARGET_PAGE_BITS, Block, Config, Trace,
     block_holding, find_ram_offset, insert_block, page_align,
 )
 
