@@ -1,0 +1,234 @@
+"""Mutation testing of the stage modules, with the ladder's own checks as the killer.
+
+    python tools/mutation.py [--stages 0-39] [--examples 150] [--json FILE]
+
+Each stage module is parsed; inside its functions, one small change at a
+time is made (a mutant), the mutated module and every later stage module are
+re-imported in this process, and the checks run until one fails (the mutant
+is killed) or all pass (it survives):
+
+1. the conformance vectors (tests/data/conformance.jsonl) on the mutated
+   stage, then on every later stage (they inherit what they do not override);
+2. the register's minimal traces and calls;
+3. the rung checks of the mutated stage and the next one (stages.ladder.check_rung,
+   machine, api and repr levels, ``--examples`` cases each): a mutant that
+   makes a rung differ in an unregistered way, or lose a registered
+   difference, is killed.
+
+Mutation operators: comparison swaps (< <=, > >=, == !=), arithmetic swaps
+(+ -, << >>, & |), integer constants +1, ``not`` dropped, and/or swapped,
+an expression statement (a call) deleted, a DIRTY_MEMORY_* or *_DIRTY_FLAG
+name replaced by another client's.
+
+The run takes tens of minutes; it is not part of the test suite.  Results:
+a score per stage module and the list of survivors, each to be judged
+equivalent (with a reason) or answered by a new test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import importlib
+import json
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import stages  # noqa: E402
+from stages import MODULES  # noqa: E402
+
+CLIENT_NAMES = ["DIRTY_MEMORY_VGA", "DIRTY_MEMORY_CODE", "DIRTY_MEMORY_MIGRATION"]
+FLAG_NAMES = ["VGA_DIRTY_FLAG", "CODE_DIRTY_FLAG", "MIGRATION_DIRTY_FLAG"]
+SWAPS = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
+         ast.NotEq: ast.Eq, ast.Add: ast.Sub, ast.Sub: ast.Add, ast.LShift: ast.RShift,
+         ast.RShift: ast.LShift, ast.BitAnd: ast.BitOr, ast.BitOr: ast.BitAnd, ast.And: ast.Or,
+         ast.Or: ast.And}
+
+
+def _in_functions(tree: ast.Module):
+    """Every node inside a function body (not docstrings, not class constants)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef,)):
+            for stmt in node.body:
+                if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+                    continue                      # docstring
+                yield from ast.walk(stmt)
+
+
+def mutants(source: str):
+    """(description, mutated source) pairs."""
+    tree = ast.parse(source)
+    nodes = list(_in_functions(tree))
+    for index, node in enumerate(nodes):
+        for desc, apply in _operators(node):
+            new_tree = copy.deepcopy(tree)
+            target = list(_in_functions(new_tree))[index]
+            if apply(target, new_tree):
+                yield f"line {node.lineno}: {desc}", ast.unparse(new_tree)
+
+
+def _operators(node):
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in SWAPS:
+        new = SWAPS[type(node.ops[0])]
+        yield f"{type(node.ops[0]).__name__} -> {new.__name__}", lambda t, _: _set(t, "ops", [new()])
+    if isinstance(node, (ast.BinOp, ast.AugAssign)) and type(node.op) in SWAPS:
+        new = SWAPS[type(node.op)]
+        yield f"{type(node.op).__name__} -> {new.__name__}", lambda t, _: _set(t, "op", new())
+    if isinstance(node, ast.BoolOp) and type(node.op) in SWAPS:
+        new = SWAPS[type(node.op)]
+        yield f"{type(node.op).__name__} -> {new.__name__}", lambda t, _: _set(t, "op", new())
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        yield f"constant {node.value} -> {node.value + 1}", lambda t, _: _set(t, "value", t.value + 1)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        yield "not dropped", lambda t, tree: _replace(tree, t, t.operand)
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        yield "call deleted", lambda t, tree: _replace(tree, t, ast.Pass())
+    if isinstance(node, ast.Attribute) and node.attr in CLIENT_NAMES + FLAG_NAMES:
+        names = CLIENT_NAMES if node.attr in CLIENT_NAMES else FLAG_NAMES
+        other = names[(names.index(node.attr) + 1) % 3]
+        yield f"{node.attr} -> {other}", lambda t, _: _set(t, "attr", other)
+
+
+def _set(node, field, value):
+    setattr(node, field, value)
+    return True
+
+
+def _replace(tree, old, new):
+    for parent in ast.walk(tree):
+        for field, value in ast.iter_fields(parent):
+            if isinstance(value, list) and old in value:
+                value[value.index(old)] = new
+                return True
+            if value is old:
+                setattr(parent, field, new)
+                return True
+    return False
+
+
+# ------------------------------------------------------------------ killing
+def _load(n: int, source: str | None) -> None:
+    """Re-import stage modules n..39, module n from ``source`` when given."""
+    for m in MODULES[n:]:
+        sys.modules.pop(f"stages.{m}", None)
+        if hasattr(stages, m):              # `from . import sNN` reads the package attribute
+            delattr(stages, m)
+    if source is not None:
+        name = f"stages.{MODULES[n]}"
+        module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader=None))
+        module.__file__ = str(ROOT / "stages" / f"{MODULES[n]}.py")
+        module.__package__ = "stages"
+        sys.modules[name] = module
+        setattr(stages, MODULES[n], module)
+        exec(compile(source, module.__file__, "exec"), module.__dict__)
+
+
+class MutantTimeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise MutantTimeout()
+
+
+def killed_by(n: int, vectors, examples: int) -> str | None:
+    from stages.ladder import api_case, api_finding, check_rung, load_register, trace_finding
+    from stages.machine import replay
+    from stages.trace import validate
+
+    def conformance(stage_n, sample):
+        for v in sample:
+            expected = next(g["result"] for g in v["outputs"] if g["stages"][0] <= stage_n <= g["stages"][1])
+            got = replay(stages.stage(stage_n), validate(v["trace"]))
+            got.pop("stage")
+            if got != expected:
+                return v["id"]
+        return None
+
+    try:
+        hit = conformance(n, vectors)
+        if hit:
+            return f"conformance {hit}-stage{n:02d}"
+        for later in range(n + 1, stages.LAST + 1):
+            hit = conformance(later, vectors[:40])
+            if hit:
+                return f"conformance {hit}-stage{later:02d}"
+        for d in load_register():
+            if d.rung in (n, n + 1):
+                if d.trace:
+                    fs = [trace_finding(d.rung, lv, validate(d.trace)) for lv in ("machine", "repr")]
+                    if not any(f and f.signature in d.signatures for f in fs):
+                        return f"register {d.id}"
+                if d.call:
+                    f = api_finding(d.rung, api_case(d.call))
+                    if not (f and f.signature in d.signatures):
+                        return f"register {d.id}"
+        for rung in (n, n + 1):
+            if 1 <= rung <= stages.LAST:
+                report = check_rung(rung, examples)
+                if report.new or report.missing:
+                    return f"rung{rung:02d} ({report.status})"
+    except MutantTimeout:
+        return "timeout"
+    except (Exception, MemoryError) as exc:       # a crash on valid input kills too
+        return f"exception {type(exc).__name__}"
+    return None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stages", default="0-39", help="a stage or a range, e.g. 19 or 26-39")
+    parser.add_argument("--examples", type=int, default=150, help="cases per rung check (default 150)")
+    parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--timeout", type=int, default=60,
+                        help="seconds before a mutant counts as killed by a hang (default 60)")
+    args = parser.parse_args(argv)
+    # a mutant may loop for ever or ask for terabytes: both count as killed
+    signal.signal(signal.SIGALRM, _alarm)
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+    first, _, last = args.stages.partition("-")
+    wanted = range(int(first), int(last or first) + 1)
+    data = ROOT / "tests" / "data" / "conformance.jsonl"
+    vectors = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
+    results = {}
+    for n in wanted:
+        path = ROOT / "stages" / f"{MODULES[n]}.py"
+        source = path.read_text()
+        killed, survivors, total = 0, [], 0
+        start = time.time()
+        for desc, mutated in mutants(source):
+            total += 1
+            _load(n, mutated)
+            signal.alarm(args.timeout)
+            try:
+                by = killed_by(n, vectors, args.examples)
+            finally:
+                signal.alarm(0)
+            if by:
+                killed += 1
+            else:
+                survivors.append(desc)
+            _load(n, None)
+        score = killed / total if total else 1.0
+        results[MODULES[n]] = {"mutants": total, "killed": killed, "score": score, "survivors": survivors}
+        print(f"{MODULES[n]:45s} {killed:4d}/{total:<4d} {100 * score:5.1f}%  ({time.time() - start:.0f}s)",
+              flush=True)
+        for s in survivors:
+            print(f"    survived: {s}", flush=True)
+    total = sum(r["mutants"] for r in results.values())
+    killed = sum(r["killed"] for r in results.values())
+    print(f"{'total':45s} {killed:4d}/{total:<4d} {100 * killed / max(total, 1):5.1f}%")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
