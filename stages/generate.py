@@ -80,7 +80,7 @@ def _addr(chooser: Chooser, block: Block, room: int = 0) -> int:
     if kind == "hot":            # the first pages of a block, where ops meet
         hot_pages = max(1, min(3, last // TARGET_PAGE_SIZE))
         page = chooser.integer(0, hot_pages - 1) * TARGET_PAGE_SIZE
-        return block.offset + min(page + chooser.choice((0, 0, 1, 2048, TARGET_PAGE_SIZE - 2)), max(0, last - 1))
+        return block.offset + min(page + chooser.choice((0, 0, 1, 2048, TARGET_PAGE_SIZE - 2, TARGET_PAGE_SIZE - 1)), max(0, last - 1))
     if kind == "page":
         return block.offset + chooser.integer(0, (last - 1) // TARGET_PAGE_SIZE) * TARGET_PAGE_SIZE \
             if last > 0 else block.offset

@@ -10,7 +10,9 @@ is killed) or all pass (it survives):
 1. the conformance vectors (tests/data/conformance.jsonl) on the mutated
    stage, then on every later stage (they inherit what they do not override);
 2. the register's minimal traces and calls;
-3. the rung checks of the mutated stage and the next one (stages.ladder.check_rung,
+3. the direct API tests of the mutated stage (tests/test_stage_api.py, and
+   tests/test_misuse.py where it exists), run with pytest in this process;
+4. the rung checks of the mutated stage and the next one (stages.ladder.check_rung,
    machine, api and repr levels, ``--examples`` cases each): a mutant that
    makes a rung differ in an unregistered way, or lose a registered
    difference, is killed.
@@ -29,9 +31,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import copy
 import importlib
 import json
+import os
 import resource
 import signal
 import sys
@@ -134,8 +138,23 @@ class MutantTimeout(Exception):
     pass
 
 
+class HarnessError(RuntimeError):
+    """The checks themselves could not run: stop, never count a kill."""
+
+
 def _alarm(signum, frame):
     raise MutantTimeout()
+
+
+def _api_tests_fail(n: int) -> bool:
+    import pytest
+    files = [str(ROOT / "tests" / f) for f in ("test_stage_api.py", "test_misuse.py")
+             if (ROOT / "tests" / f).exists()]
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        code = pytest.main(files + ["-q", "-x", "-p", "no:cacheprovider", "-k", f"stage{n:02d}"])
+    if code not in (0, 1, 5):         # 1: a test failed (killed); 5: no test selected
+        raise HarnessError(f"pytest could not run the API tests (exit {code})")
+    return code == 1
 
 
 def killed_by(n: int, vectors, examples: int) -> str | None:
@@ -170,6 +189,8 @@ def killed_by(n: int, vectors, examples: int) -> str | None:
                     f = api_finding(d.rung, api_case(d.call))
                     if not (f and f.signature in d.signatures):
                         return f"register {d.id}"
+        if _api_tests_fail(n):
+            return "tests/test_stage_api.py or tests/test_misuse.py"
         for rung in (n, n + 1):
             if 1 <= rung <= stages.LAST:
                 report = check_rung(rung, examples)
@@ -177,6 +198,8 @@ def killed_by(n: int, vectors, examples: int) -> str | None:
                     return f"rung{rung:02d} ({report.status})"
     except MutantTimeout:
         return "timeout"
+    except HarnessError:
+        raise
     except (Exception, MemoryError) as exc:       # a crash on valid input kills too
         return f"exception {type(exc).__name__}"
     return None

@@ -1,0 +1,116 @@
+"""The dirty API of each stage called directly, against what the C of that
+commit returns and stores.  These cover what no trace reaches: functions
+without a caller at their stage, return values nobody reads, abort paths.
+Every expected value is worked out from the upstream C, not from the stages.
+"""
+
+import numpy as np
+import pytest
+
+from stages import LAST, stage
+from stages.machine import Machine
+from stages.views import dirty_pages_of, load_dirty, representation
+
+STAGES = [pytest.param(n, id=f"stage{n:02d}") for n in range(LAST + 1)]
+
+
+def _machine(n, pages=2, dirty=False):
+    m = Machine(stage(n))
+    m.stage.qemu_ram_alloc_from_ptr(pages * 4096)
+    load_dirty(m.stage, {c: np.full(pages, dirty) for c in ("vga", "code", "migration")})
+    return m
+
+
+def _flag(st, client):
+    """The argument the stage's cpu_physical_memory_* functions take for a client."""
+    name = client.upper()
+    return getattr(st, name + "_DIRTY_FLAG") if hasattr(st, name + "_DIRTY_FLAG") \
+        else getattr(st, "DIRTY_MEMORY_" + name)
+
+
+@pytest.mark.parametrize("n", [p for p in STAGES if p.values[0] <= 20])
+def test_set_dirty_marks_every_client(n):
+    # cpu_physical_memory_set_dirty: set_dirty_flags(addr, 0xff) up to 9e...,
+    # three set_dirty_flag calls from 63995cebf (stage 10); removed by 4f13bb80a (21)
+    m = _machine(n)
+    m.stage.cpu_physical_memory_set_dirty(4096)
+    for client in ("vga", "code", "migration"):
+        assert dirty_pages_of(m.stage, client, 2).tolist() == [False, True]
+    if representation(m.stage) == "bytes":
+        byte = int(m.ram_list.phys_dirty[1])
+        assert byte == (0xFF if n < 10 else (0x0B if n < 14 else 0x07))
+        assert int(m.ram_list.phys_dirty[0]) == 0
+
+
+@pytest.mark.parametrize("n", STAGES)
+def test_set_dirty_tracking(n):
+    # exec.c: "int ret = 0; in_migration = enable; return ret;" until 981fdf235 (31)
+    m = _machine(n)
+    result = m.stage.cpu_physical_memory_set_dirty_tracking(1 if n < 31 else True)
+    assert (result == 0 and type(result) is int) if n < 31 else result is None
+    assert m.stage.in_migration
+    m.stage.cpu_physical_memory_set_dirty_tracking(0 if n < 31 else False)
+    assert not m.stage.in_migration
+
+
+@pytest.mark.parametrize("n", STAGES)
+@pytest.mark.parametrize("size", [0, 3, 8])
+def test_notdirty_mem_write_aborts_on_other_sizes(n, size):
+    # the switch of notdirty_mem_write: default: abort()
+    m = _machine(n)
+    with pytest.raises(AssertionError, match="abort"):
+        m.stage.notdirty_mem_write(0, size)
+
+
+@pytest.mark.parametrize("n", STAGES)
+def test_get_dirty_return_value(n):
+    # OR of (flags & mask) until 36187e2ca (9): the migration mask itself, 8;
+    # then an OR of bools (an int 0/1) until 94833c896 (24) makes it a bool
+    m = _machine(n)
+    st = m.stage
+    load_dirty(st, {"vga": np.array([False, False]), "code": np.array([False, False]),
+                    "migration": np.array([False, True])})
+    got = st.cpu_physical_memory_get_dirty(4096, 4096, _flag(st, "migration"))
+    if n < 9:
+        assert got == 8 and type(got) is int
+    elif n < 24:
+        assert got == 1 and type(got) is int
+    else:
+        assert got is True
+    clean = st.cpu_physical_memory_get_dirty(0, 4096, _flag(st, "migration"))
+    assert clean == 0 and not clean
+
+
+@pytest.mark.parametrize("n", [p for p in STAGES if p.values[0] <= 28])
+def test_is_dirty_needs_the_three_clients(n):
+    # == 0xff until 4f08cabe9 (7); vga && code && migration after
+    m = _machine(n)
+    st = m.stage
+    load_dirty(st, {"vga": np.array([True, True]), "code": np.array([True, False]),
+                    "migration": np.array([True, True])},
+               np.array([True, True]))
+    assert st.cpu_physical_memory_is_dirty(0)
+    assert not st.cpu_physical_memory_is_dirty(4096)
+
+
+@pytest.mark.parametrize("n", [p for p in STAGES if p.values[0] <= 10])
+def test_set_dirty_flags_result(n):
+    # "return ram_list.phys_dirty[...] |= dirty_flags;" until e2da99d58 (2);
+    # removed by 75218e7f2 (11)
+    m = _machine(n)
+    result = m.stage.cpu_physical_memory_set_dirty_flags(0, 0x03)
+    assert result == (0x03 if n < 2 else None)
+    assert int(m.ram_list.phys_dirty[0]) == 0x03
+
+
+@pytest.mark.parametrize("n", [p for p in STAGES if 12 <= p.values[0] <= 19])
+def test_clear_dirty_flag_result(n):
+    # "return ram_list.phys_dirty[...] &= mask;" until e8a97cafc (17)
+    m = _machine(n, dirty=True)
+    st = m.stage
+    result = st.cpu_physical_memory_clear_dirty_flag(0, _flag(st, "vga"))
+    assert dirty_pages_of(st, "vga", 2).tolist() == [False, True]
+    if n < 17:
+        assert result == (0x0A if n < 14 else 0x06)   # code|migration left
+    else:
+        assert result is None
