@@ -1,0 +1,1205 @@
+"""The bench: what each of the 40 stages costs per page, and how close the last
+one is to what numpy can do (issue 4).
+
+``python -m stages bench`` (or ``python -m stages.bench``).  In one run:
+
+- For every stage, on a guest of ``--size`` (default 4 GiB, accel kvm, 4 KiB
+  host pages), the cost per page of the operations whose algorithm the series
+  changed: ``migration_bitmap_sync`` after a KVM log at ``--density`` (the
+  sync includes the KVM log sync, as the stage's own code calls it), the
+  ``ram_save_setup`` of a freshly allocated guest (everything dirty, KVM log
+  empty), ``cpu_physical_memory_set_dirty_range`` and the stage's clear-range
+  function over the main block, and ``cpu_physical_memory_get_dirty`` over
+  the main block when only its last page is dirty.  Median of ``--reps``
+  timings (``time.perf_counter_ns``, garbage collector off while timing).
+- Operations that walk page by page (a call on the big guest, predicted
+  from one on a guest of ``--walk-size`` and one on a quarter of it, would
+  take more than ``FULL_BUDGET_NS``) are measured on the ``--walk-size``
+  guest and their cost per page is taken as the big guest's (linear
+  scaling); each such measurement is repeated on the quarter guest, and the
+  ratio of the two costs per page is reported (1.0 is linear).
+- Bytes of dirty state per page, from the stage's own arrays.
+- A plain-numpy reference on the same guest and density: OR the KVM log into
+  three bitmaps, OR the migration one into the migration bitmap counting the
+  new bits with ``np.bitwise_count``, clear it.
+- Targets, reported PASS/FAIL: stage 39's sync of a ``--target-size`` guest
+  (default 256 GiB) at 0, 5 and 100 % dirty within 1.5x the reference;
+  stage 00 -> 39 sync cost per page falling at least 1000-fold; peak traced
+  memory (tracemalloc) of the ``--peak-size`` (default 512 GiB) setup at
+  stage 39 within 1.2x the bytes of its bitmaps.  When a target is missed,
+  where the time or memory goes, by function, with the source lines.
+- The setup model: stage 00 and 39 setup cost of 256 and 512 GiB guests next
+  to the tester's figures in the seed (6912 -> 296 ms and 14062 -> 1171 ms).
+
+Timings are of this Python model, not of QEMU: only ratios compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import inspect
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import LAST, MODULES
+from . import stage as stage_class
+from .bitmap import BITS_TO_LONGS, bits_of, words_from_bits
+from .machine import Machine
+from .trace import TARGET_PAGE_BITS, TARGET_PAGE_SIZE, Config
+from .views import client_flag, representation
+
+FORMAT = "dirty-bench/1"
+CONFIG = Config(host_page_size=4096, accel="kvm", xen=False)
+KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
+GRANULE = 64 * TARGET_PAGE_SIZE              # sizes are whole words of pages
+ALL_ONES = np.uint64((1 << 64) - 1)
+
+# An operation whose call on the curve's guest is predicted (from one call
+# on the walk guest and one on a quarter of it) to take longer than this is
+# measured on the walk guest and scaled: the page walks of this model cost
+# about a microsecond per page, a tenth of a second from 100 Ki pages on.
+FULL_BUDGET_NS = 1e8
+RANGE_OPS = ("set_range", "clear_range", "get_dirty")      # over the main block only
+# Build a big guest with the stage's own qemu_ram_alloc_from_ptr only when
+# that is estimated to take less than this (else see Guest.direct).
+ALLOC_BUDGET_NS = 2e9
+
+OPS = ("sync", "setup", "set_range", "clear_range", "get_dirty")
+OP_LABEL = {
+    "sync": "migration_bitmap_sync",
+    "setup": "ram_save_setup",
+    "set_range": "set_dirty_range",
+    "clear_range": "clear/mask_dirty_range",
+    "get_dirty": "get_dirty",
+}
+TARGET_DENSITIES = (0.0, 0.05, 1.0)
+SYNC_LIMIT, FOLD_LIMIT, PEAK_LIMIT = 1.5, 1000.0, 1.2
+# The tester's figures in shared/seed/cover-letter-v2.txt (TCP migration):
+# guest GiB -> (setup ms without the series, setup ms with v2).
+SEED_SETUP_MS = {256: (6912, 296), 512: (14062, 1171)}
+# Blocks after the main RAM in the "pc" layout, in allocation order, as a PC
+# guest of the time has them: the VGA RAM lands 96 pages past a 64-page
+# boundary, the misalignment the cover letter's ToDo list mentions.
+PC_EXTRA = (("pc.bios", 256 * KiB), ("pc.rom", 128 * KiB), ("vga.vram", 16 * MiB))
+
+
+# ---- argument parsing ------------------------------------------------------------------
+def parse_size(text: str) -> int:
+    """``4G``, ``512M``, ``256GiB``, ``1048576`` (bytes): a multiple of 256 KiB."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)(i?b)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (say 4G, 512M or a number of bytes)")
+    value = int(m.group(1)) * {"": 1, "k": KiB, "m": MiB, "g": GiB, "t": TiB}[m.group(2).lower()]
+    if value <= 0 or value % GRANULE:
+        raise argparse.ArgumentTypeError(f"size {text!r} must be a positive multiple of 256K (64 pages)")
+    if value > TiB:
+        raise argparse.ArgumentTypeError(f"size {text!r} is more than the model's 1 TiB of RAM")
+    return value
+
+
+def parse_density(text: str) -> float:
+    """A percentage, ``5`` or ``5%``: the fraction of pages in the KVM log."""
+    try:
+        value = float(text.strip().rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"density {text!r} must be between 0 and 100 (%)")
+    return value / 100.0
+
+
+def parse_stages(text: str) -> list[int]:
+    """``0-39``, ``0,19,37-39``."""
+    out: set[int] = set()
+    try:
+        for part in text.split(","):
+            a, _, b = part.strip().partition("-")
+            lo, hi = int(a), int(b) if b else int(a)
+            if not 0 <= lo <= hi <= LAST:
+                raise ValueError
+            out.update(range(lo, hi + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"stages {text!r}: say 0-{LAST} or a list like 0,19,37-39") from None
+    return sorted(out)
+
+
+def parse_reps(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"reps {text!r} must be a positive integer")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The bench's options (``python -m stages bench`` and ``python -m stages.bench``)."""
+    parser.add_argument("--size", type=parse_size, default=4 * GiB, metavar="SIZE",
+                        help="guest RAM of the per-stage curve (default 4G; multiple of 256K)")
+    parser.add_argument("--density", type=parse_density, default=0.05, metavar="PCT",
+                        help="dirty pages in the KVM log for the sync, in %% (default 5)")
+    parser.add_argument("--reps", type=parse_reps, default=5, metavar="N",
+                        help="timed repetitions, the median is reported (default 5)")
+    parser.add_argument("--walk-size", type=parse_size, default=64 * MiB, metavar="SIZE",
+                        help="guest on which page-by-page walks are measured, then scaled "
+                             "linearly; linearity is checked at a quarter of it (default 64M)")
+    parser.add_argument("--full-budget", type=float, default=FULL_BUDGET_NS / 1e6, metavar="MS",
+                        help="an operation predicted to take longer than this on the curve's guest is "
+                             "measured on the walk guest and scaled (default %(default)g ms)")
+    parser.add_argument("--stages", type=parse_stages, default=list(range(LAST + 1)), metavar="LIST",
+                        help=f"stages of the curve, e.g. 0-{LAST} (default) or 0,19,37-39")
+    parser.add_argument("--layout", choices=("single", "pc"), default="single",
+                        help="one RAM block (default), or pc: main RAM then bios, rom and a "
+                             "16 MiB VGA block that is not 64-page aligned")
+    parser.add_argument("--target-size", type=parse_size, default=256 * GiB, metavar="SIZE",
+                        help="guest of the stage 39 vs reference target (default 256G)")
+    parser.add_argument("--peak-size", type=parse_size, default=512 * GiB, metavar="SIZE",
+                        help="guest of the peak-memory target (default 512G)")
+    parser.add_argument("--no-targets", action="store_true",
+                        help="only the per-stage curve: no targets, no setup model")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the dirty pattern (default 0)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument("--json-file", metavar="FILE", help="also write the JSON to FILE")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="also draw cost per page by stage (needs matplotlib: pip install '.[plot]')")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+
+
+# ---- progress --------------------------------------------------------------------------
+class Progress:
+    """One line on stderr, rewritten in place on a terminal; elsewhere (a log
+    file, a pipe) a line at most every ``interval`` seconds."""
+
+    def __init__(self, enabled: bool, stream=None, interval: float = 5.0):
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.t0 = time.perf_counter()
+        self.width = 0
+        self.interval = interval
+        self.last: float | None = None
+
+    def __call__(self, text: str) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        line = f"bench {now - self.t0:5.1f}s  {text}"
+        if not self.tty:
+            if self.last is not None and now - self.last < self.interval:
+                return
+            self.last = now
+        if self.tty:
+            pad = max(0, self.width - len(line))
+            self.stream.write("\r" + line + " " * pad)
+            self.width = len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+# ---- the dirty state of a stage --------------------------------------------------------
+def dirty_arrays(st) -> list[np.ndarray]:
+    if representation(st) == "bytes":
+        return [st.ram_list.phys_dirty]
+    return list(st.ram_list.dirty_memory)
+
+
+def dirty_bytes(st) -> int:
+    return sum(a.nbytes for a in dirty_arrays(st))
+
+
+def snapshot(st) -> list[np.ndarray]:
+    return [a.copy() for a in dirty_arrays(st)]
+
+
+def restore(st, snap: list[np.ndarray]) -> None:
+    """Put a snapshot back, in place when the arrays have not been replaced."""
+    arrays = dirty_arrays(st)
+    if [a.shape for a in arrays] == [s.shape for s in snap]:
+        for a, s in zip(arrays, snap):
+            np.copyto(a, s)
+    elif representation(st) == "bytes":
+        st.ram_list.phys_dirty = snap[0].copy()
+    else:
+        st.ram_list.dirty_memory = [s.copy() for s in snap]
+
+
+def clean(st) -> None:
+    for a in dirty_arrays(st):
+        a.fill(0)
+
+
+def mark_migration_dirty(st, page: int) -> None:
+    if representation(st) == "bytes":
+        st.ram_list.phys_dirty[page] |= np.uint8(client_flag(st, "migration"))
+    else:
+        st.ram_list.dirty_memory[st.DIRTY_MEMORY_MIGRATION][page >> 6] |= np.uint64(1 << (page & 63))
+
+
+def migration_arg(st) -> int:
+    """The migration client as this stage's range functions take it: a flag
+    mask while ``MIGRATION_DIRTY_FLAG`` exists (before stage 13), else the
+    client number."""
+    if hasattr(st, "MIGRATION_DIRTY_FLAG"):
+        return st.MIGRATION_DIRTY_FLAG
+    return st.DIRTY_MEMORY_MIGRATION
+
+
+def clear_range_function(st) -> tuple[str, Callable]:
+    for name in ("cpu_physical_memory_clear_dirty_range", "cpu_physical_memory_mask_dirty_range"):
+        fn = getattr(st, name, None)
+        if fn is not None:
+            return name, fn
+    raise AttributeError(f"stage {st.STAGE}: no clear/mask dirty range function")
+
+
+def set_range_call(st) -> Callable[[int, int], None]:
+    """``cpu_physical_memory_set_dirty_range``; before stage 11 it takes the
+    flags to set as a third argument (0xff, as allocation passes)."""
+    fn = st.cpu_physical_memory_set_dirty_range
+    if len(inspect.signature(fn).parameters) == 3:
+        return lambda start, length: fn(start, length, 0xFF)
+    return fn
+
+
+# ---- the dirty pattern ------------------------------------------------------------------
+def density_words(npages: int, density: float, rng: np.random.Generator) -> np.ndarray:
+    """A bitmap of ``npages`` bits, each set with probability ``density``."""
+    nwords = BITS_TO_LONGS(npages)
+    out = np.zeros(nwords, dtype=np.uint64)
+    if density >= 1.0:
+        out.fill(ALL_ONES)
+    elif density > 0.0:
+        chunk = 1 << 22                         # pages per step: bounded scratch memory
+        for first in range(0, nwords * 64, chunk):
+            n = min(chunk, nwords * 64 - first)
+            bits = rng.random(n, dtype=np.float32) < density
+            out[first >> 6:(first + n) >> 6] = np.packbits(bits, bitorder="little").view("<u8")
+    if npages % 64:
+        out[-1] &= np.uint64((1 << (npages % 64)) - 1)
+    return out
+
+
+def block_words(whole: np.ndarray, first: int, npages: int) -> np.ndarray:
+    """Bits ``[first, first + npages)`` of a whole-guest bitmap as a block's log."""
+    if first % 64 == 0:
+        out = whole[first >> 6:(first >> 6) + BITS_TO_LONGS(npages)].copy()
+        if npages % 64:
+            out[-1] &= np.uint64((1 << (npages % 64)) - 1)
+        return out
+    return words_from_bits(bits_of(whole, first + npages)[first:])
+
+
+# ---- a guest ----------------------------------------------------------------------------
+def layout_sizes(main_bytes: int, layout: str) -> list[int]:
+    return [main_bytes] + ([size for _, size in PC_EXTRA] if layout == "pc" else [])
+
+
+class Guest:
+    """One machine around one stage, its RAM allocated, and snapshots of the
+    dirty state after allocation and after ``ram_save_setup``."""
+
+    def __init__(self, cls: type, main_bytes: int, layout: str, template: Guest | None = None,
+                 keep_snapshot: bool = True):
+        self.machine = Machine(cls, CONFIG)
+        self.st = self.machine.stage
+        self.layout = layout
+        sizes = layout_sizes(main_bytes, layout)
+        t0 = time.perf_counter_ns()
+        if template is None:
+            offsets = [self.st.qemu_ram_alloc_from_ptr(size) for size in sizes]
+            self.built = "the stage's qemu_ram_alloc_from_ptr"
+        else:
+            offsets = [self.machine.ram_block_add(size).offset for size in sizes]
+            self._fill_like(template)
+            self.built = "directly (see Guest.direct)"
+        self.alloc_ns = time.perf_counter_ns() - t0
+        self.main, self.main_len = offsets[0], sizes[0]
+        self.main_pages = self.main_len >> TARGET_PAGE_BITS
+        self.pages = self.machine.last_ram_offset() >> TARGET_PAGE_BITS
+        self.in_migration0 = self.st.in_migration
+        self.post_alloc = snapshot(self.st) if keep_snapshot else None
+        self.post_setup: list[np.ndarray] | None = None
+        self.logs: dict[float, tuple[dict[int, np.ndarray], np.ndarray, int]] = {}
+
+    @classmethod
+    def direct(cls_, cls: type, main_bytes: int, layout: str, small: Guest) -> Guest:
+        """A big guest without the stage's page-by-page allocation: blocks
+        placed by the machine, dirty state filled as allocation leaves it
+        (every page dirty in every client, spare bits as the stage sets
+        them).  Used when the stage's allocation walk would take longer than
+        ``ALLOC_BUDGET_NS``; the fill is first checked, on the small guest's
+        size, to give exactly the state the stage's own allocation gives."""
+        check = Guest(cls, small.main_len, small.layout, template=small)
+        if [a.tobytes() for a in dirty_arrays(check.st)] != [a.tobytes() for a in small.post_alloc]:
+            raise AssertionError(f"stage {cls.STAGE}: direct build differs from the stage's allocation")
+        return Guest(cls, main_bytes, layout, template=small)
+
+    def _fill_like(self, template: Guest) -> None:
+        st, npages = self.st, self.machine.last_ram_offset() >> TARGET_PAGE_BITS
+        snap = template.post_alloc
+        if representation(st) == "bytes":
+            value = snap[0][0]
+            if not (snap[0] == value).all():
+                raise AssertionError("direct build: the template's pages are not all alike")
+            st.ram_list.phys_dirty = np.full(npages, value, dtype=np.uint8)
+        else:
+            maps = []
+            for words in snap:
+                bits = bits_of(words, template.pages)
+                if not (bits.all() or not bits.any()):
+                    raise AssertionError("direct build: the template's pages are not all alike")
+                m = np.zeros(BITS_TO_LONGS(npages), dtype=np.uint64)
+                if bits.all():
+                    m.fill(ALL_ONES)
+                    if npages % 64:
+                        m[-1] = np.uint64((1 << (npages % 64)) - 1)
+                maps.append(m)
+            st.ram_list.dirty_memory = maps
+
+    def blocks(self):
+        return list(self.machine.ram_list.blocks)
+
+    def reset_for_setup(self) -> None:
+        st = self.st
+        restore(st, self.post_alloc)
+        st.migration_bitmap = None
+        st.migration_dirty_pages = 0
+        st.in_migration = self.in_migration0
+        self.machine.kvm_log.clear()
+
+    def ensure_setup(self) -> None:
+        if self.post_setup is None:
+            self.reset_for_setup()
+            self.st.ram_save_setup()
+            self.post_setup = snapshot(self.st)
+
+    def log_for(self, density: float, seed: int):
+        """Per-block KVM logs, the whole-guest bitmap, and the number of set bits."""
+        if density not in self.logs:
+            rng = np.random.default_rng([seed, self.pages, round(density * 1e6)])
+            whole = density_words(self.pages, density, rng)
+            per_block = {b.offset: block_words(whole, b.offset >> TARGET_PAGE_BITS,
+                                               b.length >> TARGET_PAGE_BITS) for b in self.blocks()}
+            self.logs[density] = (per_block, whole, int(np.bitwise_count(whole).sum()))
+        return self.logs[density]
+
+
+# ---- the operations -----------------------------------------------------------------------
+@dataclass
+class Op:
+    prepare: Callable[[], None]
+    call: Callable[[], Any]
+    check: Callable[[Any], str | None]          # None when the result is as expected
+    pages: int                                  # the denominator of ns per page
+
+
+def make_op(name: str, g: Guest, density: float, seed: int) -> Op:
+    st, m = g.st, g.machine
+    if name == "setup":
+        def check(result):
+            return None if int(result) == g.pages else f"ram_save_setup returned {result}, not {g.pages}"
+        return Op(g.reset_for_setup, st.ram_save_setup, check, g.pages)
+
+    if name == "sync":
+        g.ensure_setup()
+        logs, _, expected = g.log_for(density, seed)
+
+        def prepare():
+            restore(st, g.post_setup)
+            st.migration_bitmap.fill(0)
+            st.migration_dirty_pages = 0
+            m.kvm_log.clear()
+            m.kvm_log.update({off: words.copy() for off, words in logs.items()})
+
+        def check(_):
+            got = int(st.migration_dirty_pages)
+            return None if got == expected else f"sync counted {got} new dirty pages, the log had {expected}"
+        return Op(prepare, st.migration_bitmap_sync, check, g.pages)
+
+    if name == "set_range":
+        fn = set_range_call(st)
+        return Op(lambda: clean(st), lambda: fn(g.main, g.main_len), lambda _: None, g.main_pages)
+
+    if name == "clear_range":
+        _, fn = clear_range_function(st)
+        arg = migration_arg(st)
+        return Op(lambda: restore(st, g.post_alloc), lambda: fn(g.main, g.main_len, arg),
+                  lambda _: None, g.main_pages)
+
+    if name == "get_dirty":
+        arg = migration_arg(st)
+        last = (g.main >> TARGET_PAGE_BITS) + g.main_pages - 1
+
+        def prepare():
+            clean(st)
+            mark_migration_dirty(st, last)
+
+        def check(result):
+            return None if result else "get_dirty missed the dirty last page"
+        return Op(prepare, lambda: st.cpu_physical_memory_get_dirty(g.main, g.main_len, arg),
+                  check, g.main_pages)
+    raise ValueError(name)
+
+
+def timed(op: Op, reps: int, problems: list[str] | None = None, what: str = "") -> float:
+    """Median ns of ``reps`` calls, each after its ``prepare``; gc off while timing."""
+    samples = []
+    for _ in range(reps):
+        op.prepare()
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            t0 = time.perf_counter_ns()
+            result = op.call()
+            dt = time.perf_counter_ns() - t0
+        finally:
+            if enabled:
+                gc.enable()
+        bad = op.check(result)
+        if bad and problems is not None and f"{what}: {bad}" not in problems:
+            problems.append(f"{what}: {bad}")
+        samples.append(dt)
+    return float(statistics.median(samples))
+
+
+# ---- the plain-numpy reference --------------------------------------------------------------
+class Reference:
+    """The word work of a sync with nothing around it, on preallocated arrays:
+    OR the log into the three dirty bitmaps, then OR the migration one into the
+    migration bitmap, counting the new bits, and clear it."""
+
+    def __init__(self, npages: int):
+        n = BITS_TO_LONGS(npages)
+        self.npages = npages
+        self.vga, self.code, self.src, self.dest, self.tmp, self.log = (
+            np.zeros(n, dtype=np.uint64) for _ in range(6))
+        self.count = np.zeros(n, dtype=np.uint8)
+        self.new = 0
+
+    def op(self, whole: np.ndarray, expected: int) -> Op:
+        def prepare():
+            np.copyto(self.log, whole)
+            self.vga.fill(ALL_ONES)
+            self.code.fill(ALL_ONES)
+            self.src.fill(0)
+            self.dest.fill(0)
+
+        def call():
+            log, src, dest, tmp = self.log, self.src, self.dest, self.tmp
+            np.bitwise_or(self.vga, log, out=self.vga)
+            np.bitwise_or(self.code, log, out=self.code)
+            np.bitwise_or(src, log, out=src)
+            np.bitwise_not(dest, out=tmp)
+            np.bitwise_and(tmp, src, out=tmp)
+            self.new = int(np.bitwise_count(tmp, out=self.count).sum(dtype=np.uint64))
+            np.bitwise_or(dest, src, out=dest)
+            src.fill(0)
+
+        def check(_):
+            return None if self.new == expected else f"reference counted {self.new}, expected {expected}"
+        return Op(prepare, call, check, self.npages)
+
+
+# ---- where the time and the memory go -------------------------------------------------------
+class CallTimer:
+    """Wraps methods of a stage or machine instance and sums their time per call
+    (nested calls count in their callers too)."""
+
+    def __init__(self):
+        self.totals: dict[str, int] = {}
+
+    def wrap(self, obj, name: str, label: str) -> None:
+        fn = getattr(obj, name, None)
+        if fn is None:
+            return
+
+        def wrapper(*a, **k):
+            t0 = time.perf_counter_ns()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.totals[label] = self.totals.get(label, 0) + time.perf_counter_ns() - t0
+        setattr(obj, name, wrapper)
+
+
+class PeakProbe:
+    """Peak traced memory above entry of wrapped calls, nesting allowed: each
+    entry and exit folds the peak so far into the caller's and resets it."""
+
+    def __init__(self):
+        self.stack: list[list[int]] = []
+        self.above: dict[str, int] = {}
+        self.absolute: dict[str, int] = {}
+
+    def enter(self) -> None:
+        cur, peak = tracemalloc.get_traced_memory()
+        if self.stack:
+            self.stack[-1][1] = max(self.stack[-1][1], peak)
+        tracemalloc.reset_peak()
+        self.stack.append([cur, cur])
+
+    def exit(self, label: str) -> None:
+        _, peak = tracemalloc.get_traced_memory()
+        base, top = self.stack.pop()
+        top = max(top, peak)
+        self.above[label] = max(self.above.get(label, 0), top - base)
+        self.absolute[label] = max(self.absolute.get(label, 0), top)
+        if self.stack:
+            self.stack[-1][1] = max(self.stack[-1][1], top)
+        tracemalloc.reset_peak()
+
+    def wrap(self, obj, name: str, label: str) -> None:
+        fn = getattr(obj, name, None)
+        if fn is None:
+            return
+
+        def wrapper(*a, **k):
+            self.enter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.exit(label)
+        setattr(obj, name, wrapper)
+
+
+def source_line(module: str, needle: str) -> str | None:
+    """``stages/<module>.py:N`` of the first line containing ``needle``."""
+    try:
+        mod = importlib.import_module(f"{__package__}.{module}")
+        lines, _ = inspect.getsourcelines(mod)
+    except (ImportError, OSError, TypeError):
+        return None
+    for i, line in enumerate(lines, 1):
+        if needle in line:
+            return f"stages/{module}.py:{i}"
+    return None
+
+
+WATCHED = (   # (object, method, label) for the stage 39 sync and setup breakdowns
+    ("machine", "kvm_sync", "machine.kvm_sync (KVM log, stage calls inside)"),
+    ("stage", "cpu_physical_memory_set_dirty_lebitmap", "s37 cpu_physical_memory_set_dirty_lebitmap"),
+    ("stage", "migration_bitmap_sync_range", "s39 migration_bitmap_sync_range"),
+)
+
+
+def watch(g: Guest, tool) -> None:
+    for owner, name, label in WATCHED:
+        tool.wrap(g.machine if owner == "machine" else g.st, name, label)
+
+
+def overhead_notes() -> list[dict[str, str]]:
+    """Copies and gathers on stage 39's sync path that plain numpy does without
+    (the stage modules are not edited by the bench; this names the lines)."""
+    S37, S39 = MODULES[37], MODULES[39]
+    notes = [
+        (S37, "np.flatnonzero(words)", "time",
+         ("indexes every non-zero log word (int64 per word); with dirt spread at random "
+         "nearly every word is non-zero")),
+        (S37, "[page + k] |= words[k]", "time, memory",
+         ("fancy-index gather, OR and scatter for each of the three clients, plus the "
+         "`page + k` and `words[k]` temporaries; `dirty_memory[client][page:page + nr] |= words` "
+         "does the same (OR with a zero word changes nothing) at slice speed")),
+        (S37, ".astype(np.uint64)", "time, memory",
+         ("copies the whole log on a little-endian host; `np.asarray(bitmap[:nr], dtype=np.uint64)` "
+         "is a view there")),
+        (S39, "new_dirty = ~dest & src", "time, memory",
+         ("a fresh range-sized temporary on every sync (numpy reuses the `~dest` one for the AND), "
+         "paid in page faults as well as copying; the new bits can be counted as "
+         "`bitwise_count(dest)` after the OR minus before it, with byte-sized temporaries only")),
+        ("machine", 'log.astype("<u8")', "time, memory",
+         ("the machine (not a stage) copies each block's log before handing it to the stage, "
+         "after allocating a zeroed log for every block that has none")),
+    ]
+    out = []
+    for module, needle, kind, why in notes:
+        where = source_line(module, needle)
+        if where:
+            out.append({"where": where, "code": needle, "costs": kind, "why": why})
+    return out
+
+
+# ---- the bench --------------------------------------------------------------------------------
+@dataclass
+class Plan:
+    main_bytes: int
+    walk_bytes: int
+    density: float
+    reps: int
+    stages: list[int]
+    layout: str
+    seed: int
+    targets: bool
+    target_bytes: int
+    peak_bytes: int
+    full_budget_ns: float = FULL_BUDGET_NS
+
+    @property
+    def quarter_bytes(self) -> int:
+        return max(GRANULE, (self.walk_bytes // 4) // GRANULE * GRANULE)
+
+    @property
+    def main_pages(self) -> int:
+        return self.main_bytes >> TARGET_PAGE_BITS
+
+    @property
+    def guest_pages(self) -> int:
+        """Pages of the curve's guest, all blocks."""
+        return sum(layout_sizes(self.main_bytes, self.layout)) >> TARGET_PAGE_BITS
+
+
+@dataclass
+class Run:
+    plan: Plan
+    progress: Progress
+    problems: list[str] = field(default_factory=list)
+
+
+def stage_record(n: int, run: Run) -> dict[str, Any]:
+    """One stage's costs per page.  Each operation is first probed once on the
+    walk guest and on one a quarter its size; the two timings, fitted as
+    ``a + b * pages``, predict a call on the curve's guest.  When that is
+    within ``FULL_BUDGET_NS`` the operation is measured there; otherwise (a
+    page walk) it is measured on both small guests and the walk guest's cost
+    per page stands for the big guest's (linear scaling), the quarter's
+    telling how linear it is."""
+    plan, cls = run.plan, stage_class(n)
+    small_bytes = min(plan.walk_bytes, plan.main_bytes)
+    small = Guest(cls, small_bytes, plan.layout)
+    quarter = Guest(cls, plan.quarter_bytes, plan.layout) if small_bytes == plan.walk_bytes else None
+    full: Guest | None = small if small_bytes == plan.main_bytes else None
+    rec: dict[str, Any] = {"stage": n, "title": cls.TITLE, "upstream": cls.UPSTREAM,
+                           "representation": representation(small.st),
+                           "bytes_per_page": dirty_bytes(small.st) / small.pages,
+                           "clear_function": clear_range_function(small.st)[0],
+                           "measured": {}}
+    for name in OPS:
+        run.progress(f"stage {n:02d}/{LAST}  {OP_LABEL[name]}")
+        what = f"stage {n:02d} {name}"
+        op = make_op(name, small, plan.density, plan.seed)
+        t_small = timed(op, 1, run.problems, what)
+        if full is not small:
+            qop = make_op(name, quarter, plan.density, plan.seed)
+            t_quarter = timed(qop, 1, run.problems, what)
+            slope = (t_small - t_quarter) / max(1, op.pages - qop.pages)
+            big_pages = plan.main_pages if name in RANGE_OPS else plan.guest_pages
+            predicted = t_small + slope * (big_pages - op.pages)
+        if full is small or predicted <= plan.full_budget_ns:
+            if full is None:
+                estimate = small.alloc_ns / small.pages * plan.guest_pages
+                if estimate < ALLOC_BUDGET_NS:
+                    full = Guest(cls, plan.main_bytes, plan.layout)
+                else:
+                    full = Guest.direct(cls, plan.main_bytes, plan.layout, small)
+            op = make_op(name, full, plan.density, plan.seed)
+            ns = timed(op, plan.reps, run.problems, what) / op.pages
+            how = {"pages": op.pages, "scaled": False, "guest_built": full.built}
+            if full is not small:
+                how["predicted_ms"] = predicted / 1e6
+        else:
+            ns = timed(op, plan.reps, run.problems, what) / op.pages
+            ns_q = timed(qop, plan.reps, run.problems, what) / qop.pages
+            how = {"pages": op.pages, "scaled": True, "predicted_ms": predicted / 1e6,
+                   "linearity": {"pages": [qop.pages, op.pages], "ns_per_page": [ns_q, ns],
+                                 "ratio": ns / ns_q}}
+        rec[f"{name}_ns_per_page"] = ns
+        rec["measured"][name] = how
+    rec["pages"] = plan.guest_pages
+    return rec
+
+
+def stage39_breakdown(g: Guest, density: float, seed: int, reps: int) -> dict[str, float]:
+    """Median ns per function of stage 39's sync, from separate, wrapped runs."""
+    per: dict[str, list[int]] = {}
+    op = make_op("sync", g, density, seed)
+    for _ in range(reps):
+        timer = CallTimer()
+        saved = {(o, n): (g.machine if o == "machine" else g.st).__dict__.get(n) for o, n, _ in WATCHED}
+        watch(g, timer)
+        op.prepare()
+        t0 = time.perf_counter_ns()
+        op.call()
+        timer.totals["total"] = time.perf_counter_ns() - t0
+        for (o, n), v in saved.items():           # unwrap
+            obj = g.machine if o == "machine" else g.st
+            if v is None:
+                obj.__dict__.pop(n, None)
+        for k, v in timer.totals.items():
+            per.setdefault(k, []).append(v)
+    order = ["total"] + [label for _, _, label in WATCHED]
+    out = {k: float(statistics.median(per[k])) for k in order if k in per}
+    kvm, leb = out.get(WATCHED[0][2]), out.get(WATCHED[1][2])
+    if kvm is not None and leb is not None:
+        out[MACHINE_PART] = kvm - leb
+    return out
+
+
+MACHINE_PART = "machine's own log handling (kvm_sync minus s37)"
+
+
+def bench_targets(run: Run, result: dict[str, Any]) -> None:
+    plan, progress = run.plan, run.progress
+    reps = plan.reps
+    # stage 00 on the walk guest: sync at the three densities, setup (scaled linearly)
+    progress("stage 00 at 0/5/100 % dirty (walk guest)")
+    s00 = Guest(stage_class(0), min(plan.walk_bytes, plan.target_bytes), plan.layout)
+    s00_sync = {d: timed(make_op("sync", s00, d, plan.seed), max(1, min(reps, 3)), run.problems,
+                         f"stage 00 sync {d:.0%}") / s00.pages for d in TARGET_DENSITIES}
+    s00_setup = timed(make_op("setup", s00, 0.0, plan.seed), max(1, min(reps, 3)), run.problems,
+                      "stage 00 setup") / s00.pages
+    del s00
+
+    # stage 39 and the reference on the target guest
+    progress(f"stage 39 setup, {pages_text(plan.target_bytes >> TARGET_PAGE_BITS)}")
+    big = Guest(stage_class(39), plan.target_bytes, plan.layout)
+    big_setup = timed(make_op("setup", big, 0.0, plan.seed), reps, run.problems, "stage 39 setup (target)")
+    ref = Reference(big.pages)
+    rows = []
+    for d in TARGET_DENSITIES:
+        progress(f"stage 39 vs reference at {d:.0%} dirty, {big.pages} pages")
+        _, whole, expected = big.log_for(d, plan.seed)
+        s39 = timed(make_op("sync", big, d, plan.seed), reps, run.problems, f"stage 39 sync {d:.0%}")
+        r = timed(ref.op(whole, expected), reps, run.problems, f"reference {d:.0%}")
+        parts = stage39_breakdown(big, d, plan.seed, reps)
+        machine_ns = parts.get(MACHINE_PART, 0.0)
+        rows.append({"density": d, "pages": big.pages,
+                     "stage39_ns_per_page": s39 / big.pages, "reference_ns_per_page": r / big.pages,
+                     "ratio": s39 / r, "ratio_without_machine": (s39 - machine_ns) / r,
+                     "stage00_ns_per_page": s00_sync[d],
+                     "fold_00_to_39": s00_sync[d] / (s39 / big.pages),
+                     "stage39_breakdown_ms": {k: v / 1e6 for k, v in parts.items()}})
+        big.logs.pop(d, None)
+    del big, ref
+
+    # peak memory of the setup at stage 39
+    progress(f"stage 39 setup of {plan.peak_bytes >> TARGET_PAGE_BITS} pages under tracemalloc")
+    peak = peak_of_setup(plan)
+    progress("stage 39 setup timing, peak guest")
+    g = Guest(stage_class(39), plan.peak_bytes, plan.layout)
+    peak_setup = timed(make_op("setup", g, 0.0, plan.seed), reps, run.problems, "stage 39 setup (peak)")
+    del g
+
+    # targets
+    main = {r["stage"]: r for r in result["stages"]}
+    targets = []
+    worst = max(rows, key=lambda r: r["ratio"])
+    targets.append({
+        "name": "stage39_sync_vs_reference",
+        "text": f"stage 39 sync of {rows[0]['pages']} pages within {SYNC_LIMIT}x the numpy reference "
+                "at 0, 5 and 100 % dirty",
+        "limit": SYNC_LIMIT, "value": worst["ratio"],
+        "values": {f"{r['density']:.0%}": r["ratio"] for r in rows},
+        "pass": all(r["ratio"] <= SYNC_LIMIT for r in rows)})
+    folds = {f"{r['density']:.0%} at {r['pages']} pages": r["fold_00_to_39"] for r in rows}
+    if 0 in main and 39 in main:
+        folds[f"{plan.density:.0%} at {main[39]['pages']} pages (curve)"] = (
+            main[0]["sync_ns_per_page"] / main[39]["sync_ns_per_page"])
+    targets.append({
+        "name": "sync_fold_00_to_39",
+        "text": f"stage 00 -> 39 sync cost per page falls at least {FOLD_LIMIT:.0f}-fold",
+        "limit": FOLD_LIMIT, "value": min(folds.values()), "values": folds,
+        "pass": min(folds.values()) >= FOLD_LIMIT})
+    targets.append({
+        "name": "stage39_setup_peak_memory",
+        "text": f"peak memory of the {peak['pages']}-page setup at stage 39 "
+                f"within {PEAK_LIMIT}x the bytes of its bitmaps",
+        "limit": PEAK_LIMIT, "value": peak["ratio"], "pass": peak["ratio"] <= PEAK_LIMIT})
+
+    # the setup model next to the seed
+    walk_pages = min(plan.walk_bytes, plan.target_bytes) >> TARGET_PAGE_BITS
+    model = []
+    for gib, (before, after) in SEED_SETUP_MS.items():
+        pages = gib * GiB >> TARGET_PAGE_BITS
+        measured = {plan.target_bytes: (big_setup, rows[0]["pages"]),
+                    plan.peak_bytes: (peak_setup, plan.peak_bytes >> TARGET_PAGE_BITS)}
+        exact = measured.get(gib * GiB)
+        if exact:
+            s39_ms, how39 = exact[0] / 1e6, f"measured on {exact[1]} pages"
+        else:
+            ns, n = max(measured.values(), key=lambda v: v[1])
+            s39_ms, how39 = ns / n * pages / 1e6, f"scaled linearly from {n} pages"
+        s00_ms = s00_setup * pages / 1e6
+        model.append({"guest_gib": gib, "pages": pages,
+                      "seed_before_ms": before, "seed_after_ms": after, "seed_ratio": before / after,
+                      "stage00_ms": s00_ms, "stage00_how": f"scaled linearly from {walk_pages} pages",
+                      "stage39_ms": s39_ms, "stage39_how": how39, "model_ratio": s00_ms / s39_ms,
+                      "seed_before_ns_per_page": before * 1e6 / pages,
+                      "seed_after_ns_per_page": after * 1e6 / pages})
+    result["targets"] = targets
+    result["stage39_sync"] = rows
+    result["peak"] = peak
+    result["setup_model"] = model
+    missed = {t["name"] for t in targets if not t["pass"]}
+    if missed & {"stage39_sync_vs_reference", "stage39_setup_peak_memory"}:
+        result["overhead_notes"] = overhead_notes()
+
+
+def peak_of_setup(plan: Plan) -> dict[str, Any]:
+    """Traced peak of ``ram_save_setup`` at stage 39 on a freshly allocated
+    guest, against the bytes of its bitmaps: the three dirty bitmaps and the
+    migration bitmap (the stage's), and the KVM log, one bitmap per block
+    (which a real QEMU also allocates during the sync: kvm_physical_sync_dirty_bitmap's
+    buffer)."""
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    try:
+        gc.collect()
+        g = Guest(stage_class(39), plan.peak_bytes, plan.layout, keep_snapshot=False)
+        probe = PeakProbe()
+        watch(g, probe)
+        probe.wrap(g.st, "ram_save_setup", "ram_save_setup")
+        before = tracemalloc.get_traced_memory()[0]
+        g.st.ram_save_setup()
+        peak_abs = probe.absolute["ram_save_setup"]
+        st = g.st
+        dirty = dirty_bytes(st)
+        migration = st.migration_bitmap.nbytes
+        kvm = sum(BITS_TO_LONGS(b.length // CONFIG.host_page_size) * 8 for b in g.blocks())
+        out = {"pages": g.pages, "peak_bytes": peak_abs, "traced_before_setup": before,
+               "dirty_bitmaps_bytes": dirty, "migration_bitmap_bytes": migration,
+               "kvm_log_bytes": kvm, "bitmaps_bytes": dirty + migration + kvm,
+               "ratio": peak_abs / (dirty + migration + kvm),
+               "ratio_stage_bitmaps_only": peak_abs / (dirty + migration),
+               "above_entry_bytes": dict(probe.above)}
+        del g, st
+        return out
+    finally:
+        if started:
+            tracemalloc.stop()
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def bench(plan: Plan, progress: Progress) -> dict[str, Any]:
+    run = Run(plan, progress)
+    t0 = time.perf_counter()
+    load_before = load_average()
+    records = [stage_record(n, run) for n in plan.stages]
+    by = {r["stage"]: r for r in records}
+    for r in records:
+        for name in OPS:
+            base = by.get(0, {}).get(f"{name}_ns_per_page")
+            r[f"{name}_ratio_to_00"] = r[f"{name}_ns_per_page"] / base if base else None
+
+    # the reference on the curve's guest
+    progress("reference on the curve's guest")
+    g = Guest(stage_class(LAST), plan.main_bytes, plan.layout)      # for its blocks and log
+    _, whole, expected = g.log_for(plan.density, plan.seed)
+    ref = Reference(g.pages)
+    ref_ns = timed(ref.op(whole, expected), plan.reps, run.problems, "reference") / g.pages
+    del g, ref
+
+    lin = [(r["stage"], name, m["linearity"]["ratio"]) for r in records
+           for name, m in r["measured"].items() if "linearity" in m]
+    result: dict[str, Any] = {
+        "format": FORMAT,
+        "config": {"size_bytes": plan.main_bytes, "pages": plan.main_bytes >> TARGET_PAGE_BITS,
+                   "density": plan.density, "reps": plan.reps, "walk_size_bytes": plan.walk_bytes,
+                   "walk_pages": plan.walk_bytes >> TARGET_PAGE_BITS,
+                   "quarter_pages": plan.quarter_bytes >> TARGET_PAGE_BITS,
+                   "layout": plan.layout, "seed": plan.seed, "accel": CONFIG.accel,
+                   "host_page_size": CONFIG.host_page_size,
+                   "target_size_bytes": plan.target_bytes, "peak_size_bytes": plan.peak_bytes,
+                   "full_budget_ms": plan.full_budget_ns / 1e6},
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
+                    "load_average_before": load_before},
+        "stages": records,
+        "reference": {"sync_ns_per_page": ref_ns, "pages": plan.guest_pages,
+                      "density": plan.density,
+                      "stage39_ratio": (by[LAST]["sync_ns_per_page"] / ref_ns) if LAST in by else None},
+        "linearity": {"checked": len(lin),
+                      "median": float(statistics.median([x[2] for x in lin])) if lin else None,
+                      "within_20pct": sum(1 for x in lin if 0.8 <= x[2] <= 1.25),
+                      "worst": max(lin, key=lambda x: abs(np.log(x[2])), default=None)},
+    }
+    if plan.targets:
+        bench_targets(run, result)
+    result["problems"] = run.problems
+    result["elapsed_s"] = time.perf_counter() - t0
+    result["machine"]["load_average_after"] = load_average()
+    return result
+
+
+# ---- output ---------------------------------------------------------------------------------
+def fmt_ns(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if x >= 1000:
+        return f"{x:,.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    return f"{x:.3g}"
+
+
+def fmt_ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}"
+
+
+def fmt_bytes(n: float) -> str:
+    return f"{n / MiB:,.1f} MiB"
+
+
+def pages_text(pages: int) -> str:
+    size = pages * TARGET_PAGE_SIZE
+    unit = next((u for u, v in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB)) if size >= v and size % v == 0), None)
+    return f"{pages:,} pages ({size // {'TiB': TiB, 'GiB': GiB, 'MiB': MiB}[unit]} {unit})" if unit else f"{pages:,} pages"
+
+
+def render(result: dict[str, Any]) -> str:
+    cfg, out = result["config"], []
+    out.append(f"dirty-ladder bench: guest {pages_text(cfg['pages'])}, layout {cfg['layout']}, "
+               f"accel {cfg['accel']}, host pages {cfg['host_page_size'] // 1024} KiB, "
+               f"KVM log {cfg['density']:.0%} dirty, median of {cfg['reps']}")
+    m = result["machine"]
+    load = ""
+    if m.get("load_average_before") and m.get("load_average_after"):
+        load = (f"; load average {m['load_average_before'][0]:.2f} at the start, "
+                f"{m['load_average_after'][0]:.2f} at the end")
+    out.append(f"machine: {m['processor']}, {m['cpus']} CPUs, {m['platform']}, Python {m['python']}, "
+               f"numpy {m['numpy']}{load}")
+    out.append("ns per page (the model's, not QEMU's); 'vs 00' = cost / stage 00's cost; "
+               "* = page walk measured on a smaller guest and scaled linearly")
+    out.append("")
+    head = (f"{'st':>2}  {'sync':>9} {'vs 00':>9}  {'setup':>9} {'vs 00':>9}  {'set_range':>9} "
+            f"{'clear':>9} {'get_dirty':>9}  {'B/page':>6}  title")
+    out.append(head)
+    out.append("-" * len(head))
+    def cell(r, name):
+        star = "*" if r["measured"][name]["scaled"] else " "
+        return f"{fmt_ns(r[name + '_ns_per_page']):>8}{star}"
+
+    for r in result["stages"]:
+        out.append(f"{r['stage']:02d}  {cell(r, 'sync')} {fmt_ratio(r['sync_ratio_to_00']):>9}  "
+                   f"{cell(r, 'setup')} {fmt_ratio(r['setup_ratio_to_00']):>9}  {cell(r, 'set_range')} "
+                   f"{cell(r, 'clear_range')} {cell(r, 'get_dirty')}  {r['bytes_per_page']:>6.3f}  "
+                   f"{r['title'][:60]}")
+    ref = result["reference"]
+    out.append("-" * len(head))
+    line = (f"ref {fmt_ns(ref['sync_ns_per_page']):>8}   plain-numpy sync of the same guest and log "
+            "(scratch arrays allocated once)")
+    if ref.get("stage39_ratio"):
+        line += f"; stage 39 / reference = {ref['stage39_ratio']:.2f}"
+    out.append(line)
+    out.append("")
+    scaled = sorted({r["stage"] for r in result["stages"] if any(v["scaled"] for v in r["measured"].values())})
+    if scaled:
+        out.append(f"* measured on {pages_text(cfg['walk_pages'])} (main block) and scaled linearly to the "
+                   f"guest: stages {compress(scaled)}.")
+        lin = result["linearity"]
+        if lin["worst"]:
+            worst = lin["worst"]
+            out.append(f"  linearity (cost per page on {cfg['walk_pages']:,} pages / on {cfg['quarter_pages']:,}; "
+                       f"1 is linear): {lin['checked']} measurements, median {lin['median']:.3f}, "
+                       f"{lin['within_20pct']} within 0.8-1.25, worst {worst[2]:.3f} "
+                       f"(stage {worst[0]:02d} {worst[1]}).")
+    direct = sorted({r["stage"] for r in result["stages"]
+                     if any(v.get("guest_built", "").startswith("directly") for v in r["measured"].values())})
+    if direct:
+        out.append(f"  stages {compress(direct)}: the big guest's dirty state was filled directly (the stage's "
+                   "own allocation walks page by page); checked equal to the stage's allocation on the small guest.")
+    if result.get("setup_model"):
+        out.append("")
+        out.append("setup (ram_save_setup: migration bitmap, log start, first sync with everything dirty):")
+        out.append(f"  {'guest':>7}  {'seed before':>11} {'seed after':>10} {'ratio':>6}  |"
+                   f"  {'model s00':>11} {'model s39':>10} {'ratio':>8}")
+        for s in result["setup_model"]:
+            out.append(f"  {s['guest_gib']:>4}GiB  {s['seed_before_ms']:>8} ms {s['seed_after_ms']:>7} ms "
+                       f"{s['seed_ratio']:>5.1f}x  |  {s['stage00_ms'] / 1000:>8,.1f} s {s['stage39_ms']:>7.1f} ms "
+                       f"{s['model_ratio']:>7,.0f}x")
+        s = result["setup_model"][0]
+        out.append(f"  model s00: {s['stage00_how']}; model s39: "
+                   + "; ".join(f"{x['guest_gib']} GiB {x['stage39_how']}" for x in result["setup_model"]) + ".")
+        out.append(f"  per page: seed {s['seed_before_ns_per_page']:.0f} -> {s['seed_after_ns_per_page']:.1f} ns "
+                   f"(C, the whole setup phase); model {s['stage00_ms'] * 1e6 / s['pages']:,.0f} -> "
+                   f"{s['stage39_ms'] * 1e6 / s['pages']:.2f} ns (Python, the dirty-state work only).")
+        slow = s["stage00_ms"] * 1e6 / s["pages"] / s["seed_before_ns_per_page"]
+        out.append(f"  The direction matches; the sizes cannot: the model's stage 00 walk costs {slow:.0f}x the seed's "
+                   "whole setup per page, and the seed's 'after' still holds setup work the series did not touch "
+                   "(which bounds its ratio), while stage 39 here is numpy on whole words.")
+    if result.get("stage39_sync"):
+        out.append("")
+        out.append("stage 39 sync vs the plain-numpy reference (target guest):")
+        for r in result["stage39_sync"]:
+            b = r["stage39_breakdown_ms"]
+            kvm, leb, rng = (b.get(label, 0.0) for _, _, label in WATCHED)
+            own = b.get(MACHINE_PART, 0.0)
+            parts = (f"machine.kvm_sync {kvm:.2f} (s37 set_dirty_lebitmap {leb:.2f} + the machine's own {own:.2f})"
+                     f" + s39 sync_range {rng:.2f} + rest {b.get('total', 0.0) - kvm - rng:.2f}")
+            out.append(f"  {r['density']:>4.0%}  s39 {r['stage39_ns_per_page']:.3f} ns/page, reference "
+                       f"{r['reference_ns_per_page']:.3f} ns/page: ratio {r['ratio']:.2f} "
+                       f"({r['ratio_without_machine']:.2f} without the machine's log handling);  "
+                       f"s00 {r['stage00_ns_per_page']:,.0f} ns/page, {r['fold_00_to_39']:,.0f}-fold")
+            out.append(f"        ms per call: {b.get('total', 0.0):.2f} = {parts}")
+    if result.get("peak"):
+        p = result["peak"]
+        out.append("")
+        out.append(f"peak traced memory of the stage 39 setup, {pages_text(p['pages'])}: {fmt_bytes(p['peak_bytes'])}; "
+                   f"bitmaps {fmt_bytes(p['bitmaps_bytes'])} (dirty {fmt_bytes(p['dirty_bitmaps_bytes'])}, migration "
+                   f"{fmt_bytes(p['migration_bitmap_bytes'])}, KVM log {fmt_bytes(p['kvm_log_bytes'])}): "
+                   f"{p['ratio']:.2f}x ({p['ratio_stage_bitmaps_only']:.2f}x of the stage's own bitmaps)")
+        order = ["ram_save_setup"] + [label for _, _, label in WATCHED]
+        above = p["above_entry_bytes"]
+        out.append("  peak above the call's entry: " + "; ".join(f"{k} +{fmt_bytes(above[k])}" for k in order if k in above))
+    if result.get("targets"):
+        out.append("")
+        out.append("targets:")
+        for t in result["targets"]:
+            vals = t.get("values")
+            if t["name"] == "sync_fold_00_to_39":
+                detail = ", ".join(f"{k}: {v:,.0f}-fold" for k, v in vals.items())
+            elif vals:
+                detail = ", ".join(f"{k}: {v:.2f}x" for k, v in vals.items())
+            else:
+                detail = f"{t['value']:.2f}x"
+            out.append(f"  [{'PASS' if t['pass'] else 'FAIL'}] {t['text']}: {detail}")
+    if result.get("overhead_notes"):
+        out.append("")
+        out.append("avoidable overhead on stage 39's path (stages not edited by the bench):")
+        for n in result["overhead_notes"]:
+            out.append(f"  {n['where']}  `{n['code']}` ({n['costs']}): {n['why']}")
+    if result.get("problems"):
+        out.append("")
+        out.append("problems (results not as expected):")
+        out.extend(f"  {p}" for p in result["problems"])
+    out.append("")
+    out.append(f"run time {result['elapsed_s']:.1f} s")
+    return "\n".join(out)
+
+
+def compress(nums: list[int]) -> str:
+    out, i = [], 0
+    while i < len(nums):
+        j = i
+        while j + 1 < len(nums) and nums[j + 1] == nums[j] + 1:
+            j += 1
+        out.append(f"{nums[i]:02d}" if i == j else f"{nums[i]:02d}-{nums[j]:02d}")
+        i = j + 1
+    return ",".join(out)
+
+
+def plot(result: dict[str, Any], path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = result["stages"]
+    xs = [r["stage"] for r in recs]
+    fig, ax = plt.subplots(figsize=(13, 7))
+    styles = {"sync": ("o-", 2.2), "setup": ("s-", 1.2), "set_range": ("^-", 1.0),
+              "clear_range": ("v-", 1.0), "get_dirty": ("d-", 1.0)}
+    for name in OPS:
+        style, lw = styles[name]
+        ax.semilogy(xs, [r[f"{name}_ns_per_page"] for r in recs], style, lw=lw, ms=4,
+                    label=OP_LABEL[name] + (f" ({result['config']['density']:.0%} dirty)" if name == "sync" else ""))
+    ax.axhline(result["reference"]["sync_ns_per_page"], color="k", ls="--", lw=1,
+               label="plain-numpy sync reference")
+    drops: dict[int, list[str]] = {}
+    for name in OPS:
+        ys = [r[f"{name}_ns_per_page"] for r in recs]
+        for i in range(1, len(ys)):
+            # a drop at this rung that lasts: below half the rung before, and
+            # the next rungs stay below half the rungs before
+            before = statistics.median(ys[max(0, i - 5):i])
+            if (ys[i] <= ys[i - 1] / 2 and ys[i] <= before / 2
+                    and statistics.median(ys[i:i + 3]) <= before / 2):
+                drops.setdefault(recs[i]["stage"], []).append(name)
+    values = [r[f"{n}_ns_per_page"] for r in recs for n in OPS] + [result["reference"]["sync_ns_per_page"]]
+    top, bottom = max(values), min(v for v in values if v > 0)
+    # the data in the lower 55 % of the axes, the labels in the band above it
+    lo, hi = np.log10(bottom / 3), np.log10(top * 2)
+    ax.set_ylim(10 ** lo, 10 ** (lo + (hi - lo) / 0.55))
+    for n, names in drops.items():
+        title = next(r["title"] for r in recs if r["stage"] == n)
+        ax.axvline(n, color="0.85", lw=0.8, zorder=0)
+        short = title if len(title) <= 46 else title[:45] + "\u2026"
+        ax.annotate(f"{n:02d} {short}\n[{', '.join(names)}]", (n, 0.99), xycoords=("data", "axes fraction"),
+                    rotation=90, fontsize=7, ha="center", va="top", linespacing=1.1)
+    cfg = result["config"]
+    ax.set_xlabel("stage")
+    ax.set_ylabel("ns per page (log)")
+    ax.set_title(f"dirty-ladder: cost per page by stage, guest of {pages_text(cfg['pages'])}, "
+                 f"Python model; labelled: rungs where a cost halves")
+    ax.set_xticks(range(LAST + 1))
+    ax.tick_params(axis="x", labelsize=7)
+    ax.grid(True, which="major", axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---- entry points ----------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> int:
+    """Run the bench as ``args`` say; the exit status (2: cannot plot)."""
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("bench: --plot needs matplotlib, which is not installed "
+                  "(pip install 'dirty-ladder[plot]', or '.[plot]' from the source tree)", file=sys.stderr)
+            return 2
+    plan = Plan(main_bytes=args.size, walk_bytes=args.walk_size, density=args.density, reps=args.reps,
+                stages=list(args.stages), layout=args.layout, seed=args.seed,
+                targets=not args.no_targets, target_bytes=args.target_size, peak_bytes=args.peak_size,
+                full_budget_ns=args.full_budget * 1e6)
+    progress = Progress(not args.quiet)
+    try:
+        result = bench(plan, progress)
+    finally:
+        progress.done()
+    if args.plot:
+        plot(result, args.plot)
+        result["plot"] = args.plot
+    if args.json_file:
+        with open(args.json_file, "w") as f:
+            json.dump(result, f, indent=1)
+            f.write("\n")
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(render(result))
+        if args.plot:
+            print(f"plot: {args.plot}")
+    if args.check and any(not t["pass"] for t in result.get("targets", [])):
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.bench", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
