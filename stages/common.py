@@ -1,8 +1,14 @@
-"""What every stage module shares: QEMU's page constants and ``removed``.
+"""What every stage module shares: QEMU's page constants, ``removed`` and
+the argument checks.
 
 ``removed`` marks a function that a commit deleted: from that stage on,
 asking the stage for it raises ``AttributeError`` (so ``hasattr`` is false),
 just as the C name no longer links.
+
+The ``check_*`` functions refuse, before anything is written, the arguments
+with which C would read or write outside the dirty state (or shift a client
+out of the flag byte); tests/test_misuse.py calls every stage's API with
+them.  ``check_client`` is C's own assertion (stage 15 on).
 """
 
 from __future__ import annotations
@@ -32,16 +38,118 @@ class removed:
         )
 
 
-def check_page(array, addr: int, what: str) -> int:
-    """The page index of ``addr`` in a per-page array, refusing what C would
-    read or write out of bounds (and numpy would wrap round when negative)."""
+# Argument checks.  C takes ram_addr_t (unsigned 64-bit) addresses and
+# lengths and reads or writes the dirty state wherever they point; Python
+# would index a numpy array with them, where a negative index quietly means
+# "from the end" and a slice past the end is quietly cut short.  These refuse
+# what C would read or write out of bounds, before anything is written, with
+# a message that names the argument: ValueError for a value no unsigned
+# 64-bit argument can have, IndexError for one past the dirty state.
+
+RAM_ADDR_MAX = (1 << 64) - 1
+
+
+def dirty_pages(ram_list) -> int:
+    """How many pages the dirty state has room for: its flag bytes
+    (``phys_dirty``, stages 00-18), or the bits of its bitmaps
+    (``dirty_memory``, stage 19 on; a whole number of 64-bit words)."""
+    if hasattr(ram_list, "dirty_memory"):
+        return ram_list.dirty_memory[0].size * 64
+    return len(ram_list.phys_dirty)
+
+
+def check_unsigned(value: int, what: str, name: str) -> None:
+    """A value a ram_addr_t (or hwaddr) argument can hold."""
+    if value < 0:
+        raise ValueError(f"{what}: {name} {value:#x} is negative (C's argument is unsigned)")
+    if value > RAM_ADDR_MAX:
+        raise ValueError(f"{what}: {name} {value:#x} does not fit in 64 bits")
+
+
+def check_addr(npages: int, addr: int, what: str, name: str = "addr") -> int:
+    """The page of ``addr``, refusing a negative address and one past the
+    ``npages`` pages of dirty state."""
+    check_unsigned(addr, what, name)
     page = addr >> TARGET_PAGE_BITS
-    if addr < 0 or page >= len(array):
-        raise IndexError(f"{what}: ram_addr {addr:#x} is outside the dirty memory of {len(array)} pages")
+    if page >= npages:
+        raise IndexError(f"{what}: {name} {addr:#x} is past the end of the dirty memory ({npages} pages)")
     return page
 
 
+def check_page(array, addr: int, what: str, name: str = "addr") -> int:
+    """The page index of ``addr`` in a per-page array (check_addr on its length)."""
+    return check_addr(len(array), addr, what, name)
+
+
+def check_range(npages: int, start: int, length: int, what: str,
+                start_name: str = "start", length_name: str = "length") -> None:
+    """The pages ``[start >> TARGET_PAGE_BITS, TARGET_PAGE_ALIGN(start +
+    length) >> TARGET_PAGE_BITS)`` that a range function walks must lie in the
+    dirty state; ``start + length`` must not wrap round 2**64.  An empty walk
+    (an aligned start and a length of 0) touches nothing and passes anywhere."""
+    check_unsigned(start, what, start_name)
+    check_unsigned(length, what, length_name)
+    if start + length > RAM_ADDR_MAX + 1:
+        raise ValueError(f"{what}: {start_name} {start:#x} + {length_name} {length:#x} "
+                         f"overflows a 64-bit ram_addr_t")
+    first, end = start >> TARGET_PAGE_BITS, TARGET_PAGE_ALIGN(start + length) >> TARGET_PAGE_BITS
+    if first < end and end > npages:
+        name, value = (start_name, start) if first >= npages else (length_name, length)
+        raise IndexError(f"{what}: {name} {value:#x} takes the range [{start:#x}, {start + length:#x}) "
+                         f"past the end of the dirty memory ({npages} pages)")
+
+
+def check_end(npages: int, start: int, end: int, what: str) -> None:
+    """check_range for the ``(start, end)`` of cpu_physical_memory_reset_dirty
+    before stage 30: an ``end`` before ``start`` is refused (C's unsigned
+    ``end - start`` would be a length of nearly 2**64)."""
+    check_unsigned(start, what, "start")
+    check_unsigned(end, what, "end")
+    if end < start:
+        raise ValueError(f"{what}: end {end:#x} is before start {start:#x}")
+    check_range(npages, start, end - start, what, "start", "end")
+
+
+def check_region(npages: int, mr, addr: int, size: int, what: str,
+                 addr_name: str = "addr", size_name: str = "size") -> None:
+    """check_range for the ``(addr, size)`` of a memory_region_* call, which
+    are relative to ``mr``: the walk is from ``mr->ram_addr + addr``."""
+    check_unsigned(addr, what, addr_name)
+    check_unsigned(size, what, size_name)
+    if mr.ram_addr + addr > RAM_ADDR_MAX:
+        raise ValueError(f"{what}: mr->ram_addr + {addr_name} {addr:#x} overflows a 64-bit ram_addr_t")
+    check_range(npages, mr.ram_addr + addr, size, what, addr_name, size_name)
+
+
+def check_section(npages: int, section, what: str, bitmap=None, pages: int = 0) -> None:
+    """check_region for the part of guest RAM a MemoryRegionSection covers,
+    and, given the KVM log ``bitmap``, that it has the words ``pages`` bits need."""
+    check_region(npages, section.mr, section.offset_within_region, section.size, what,
+                 "section.offset_within_region", "section.size")
+    if bitmap is not None and len(bitmap) < (pages + 63) // 64:
+        raise IndexError(f"{what}: bitmap has {len(bitmap)} words, {pages} pages need {(pages + 63) // 64}")
+
+
+def check_lebitmap(npages: int, bitmap, start: int, pages: int, hpratio: int, what: str) -> None:
+    """cpu_physical_memory_set_dirty_lebitmap(bitmap, start, pages): ``pages``
+    host pages of ``hpratio`` target pages from ``start``, read from the
+    ``BITS_TO_LONGS(pages)`` first words of ``bitmap``."""
+    check_unsigned(pages, what, "pages")
+    check_range(npages, start, pages * hpratio * TARGET_PAGE_SIZE, what, "start", "pages")
+    words = (pages + 63) // 64
+    if len(bitmap) < words:
+        raise IndexError(f"{what}: bitmap has {len(bitmap)} words, {pages} pages need {words}")
+
+
 def check_client(client: int, num: int, what: str) -> None:
-    """C's ``assert(client < DIRTY_MEMORY_NUM)``, with the condition in the message."""
-    if not client < num:
+    """C's ``assert(client < DIRTY_MEMORY_NUM)``, with the condition in the
+    message; ``client`` is unsigned in C, so a negative one fails it too."""
+    if not 0 <= client < num:
         raise AssertionError(f"{what}: assert(client < DIRTY_MEMORY_NUM) failed for client {client}")
+
+
+def check_flag_client(client: int, what: str) -> None:
+    """A client shifted into a flag of the byte (``1 << client``): only
+    clients 0-7 name a bit of it; C leaves any other undefined."""
+    if not 0 <= client < 8:
+        raise ValueError(f"{what}: client {client} names no bit of the flag byte (1 << client)")

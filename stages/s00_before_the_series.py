@@ -40,8 +40,9 @@ from .bitmap import (
     test_and_set_bit,
 )
 from .common import (
-    TARGET_PAGE_ALIGN, TARGET_PAGE_BITS, TARGET_PAGE_MASK, TARGET_PAGE_SIZE,
-    check_page,
+    TARGET_PAGE_ALIGN, TARGET_PAGE_BITS, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_addr, check_end,
+    check_flag_client, check_page, check_range, check_region, check_section, check_unsigned,
+    dirty_pages,
 )
 
 
@@ -120,6 +121,7 @@ class Stage:
 
     def cpu_physical_memory_get_dirty(self, start: int, length: int, dirty_flags: int) -> int:
         """OR of ``flags & dirty_flags`` over the pages: a flag value, not a bool."""
+        check_range(dirty_pages(self.ram_list), start, length, "cpu_physical_memory_get_dirty")
         ret = 0
         end = TARGET_PAGE_ALIGN(start + length)
         start &= TARGET_PAGE_MASK
@@ -150,6 +152,8 @@ class Stage:
     def cpu_physical_memory_set_dirty_range(self, start: int, length: int, dirty_flags: int) -> None:
         """Page by page; Xen is told ``(addr, length)`` with ``addr`` the
         loop variable after the loop, i.e. the aligned end (the C's slip)."""
+        check_range(dirty_pages(self.ram_list), start, length,
+                    "cpu_physical_memory_set_dirty_range")
         end = TARGET_PAGE_ALIGN(start + length)
         start &= TARGET_PAGE_MASK
         addr = start
@@ -159,6 +163,8 @@ class Stage:
         self.machine.xen_modified_memory(addr, length)
 
     def cpu_physical_memory_mask_dirty_range(self, start: int, length: int, dirty_flags: int) -> None:
+        check_range(dirty_pages(self.ram_list), start, length,
+                    "cpu_physical_memory_mask_dirty_range")
         end = TARGET_PAGE_ALIGN(start + length)
         start &= TARGET_PAGE_MASK
         addr = start
@@ -176,6 +182,7 @@ class Stage:
 
     def cpu_physical_memory_reset_dirty(self, start: int, end: int, dirty_flags: int) -> None:
         """Note: start and end must be within the same ram block."""
+        check_end(dirty_pages(self.ram_list), start, end, "cpu_physical_memory_reset_dirty")
         start &= TARGET_PAGE_MASK
         end = TARGET_PAGE_ALIGN(end)
         length = end - start
@@ -221,6 +228,7 @@ class Stage:
         self.cpu_physical_memory_set_dirty_tracking(0)
 
     def invalidate_and_set_dirty(self, addr: int, length: int) -> None:
+        check_range(dirty_pages(self.ram_list), addr, length, "invalidate_and_set_dirty", "addr")
         if not self.cpu_physical_memory_is_dirty(addr):
             # invalidate code
             self.machine.tb_invalidate_phys_page_range(addr, addr + length, 0)
@@ -257,14 +265,20 @@ class Stage:
     # ---- memory.c ---------------------------------------------------------------------
     def memory_region_get_dirty(self, mr, addr: int, size: int, client: int) -> bool:
         assert mr.terminates, "assert(mr->terminates)"
+        check_flag_client(client, "memory_region_get_dirty")
+        check_region(dirty_pages(self.ram_list), mr, addr, size, "memory_region_get_dirty")
         return bool(self.cpu_physical_memory_get_dirty(mr.ram_addr + addr, size, 1 << client))
 
     def memory_region_set_dirty(self, mr, addr: int, size: int):
         assert mr.terminates, "assert(mr->terminates)"
+        check_region(dirty_pages(self.ram_list), mr, addr, size, "memory_region_set_dirty")
         return self.cpu_physical_memory_set_dirty_range(mr.ram_addr + addr, size, -1)
 
     def memory_region_test_and_clear_dirty(self, mr, addr: int, size: int, client: int) -> bool:
         assert mr.terminates, "assert(mr->terminates)"
+        check_flag_client(client, "memory_region_test_and_clear_dirty")
+        check_region(dirty_pages(self.ram_list), mr, addr, size,
+                     "memory_region_test_and_clear_dirty")
         ret = bool(self.cpu_physical_memory_get_dirty(mr.ram_addr + addr, size, 1 << client))
         if ret:
             self.cpu_physical_memory_reset_dirty(mr.ram_addr + addr, mr.ram_addr + addr + size,
@@ -273,6 +287,8 @@ class Stage:
 
     def memory_region_reset_dirty(self, mr, addr: int, size: int, client: int) -> None:
         assert mr.terminates, "assert(mr->terminates)"
+        check_flag_client(client, "memory_region_reset_dirty")
+        check_region(dirty_pages(self.ram_list), mr, addr, size, "memory_region_reset_dirty")
         self.cpu_physical_memory_reset_dirty(mr.ram_addr + addr, mr.ram_addr + addr + size,
                                              1 << client)
 
@@ -281,6 +297,8 @@ class Stage:
         """Get KVM's dirty pages bitmap and update QEMU's: for each set bit
         (one per host page), ``memory_region_set_dirty`` of the host page."""
         pages = section.size // self.machine.getpagesize()
+        check_section(dirty_pages(self.ram_list), section, "kvm_get_dirty_pages_log_range", bitmap,
+                      pages)
         length = (pages + HOST_LONG_BITS - 1) // HOST_LONG_BITS
         hpratio = self.machine.getpagesize() // TARGET_PAGE_SIZE
         # bitmap-traveling is faster than memory-traveling (for addr...)
@@ -294,6 +312,7 @@ class Stage:
 
     # ---- arch_init.c ------------------------------------------------------------------
     def migration_bitmap_find_and_reset_dirty(self, mr, start: int) -> int:
+        check_unsigned(start, "migration_bitmap_find_and_reset_dirty", "start")
         base = mr.ram_addr >> TARGET_PAGE_BITS
         nr = base + (start >> TARGET_PAGE_BITS)
         mr_size = TARGET_PAGE_ALIGN(mr.size)
@@ -308,6 +327,9 @@ class Stage:
         return (next_ - base) << TARGET_PAGE_BITS
 
     def migration_bitmap_set_dirty(self, mr, offset: int) -> bool:
+        check_unsigned(offset, "migration_bitmap_set_dirty", "offset")
+        check_addr(self.migration_bitmap.size * 64, mr.ram_addr + offset,
+                   "migration_bitmap_set_dirty", "offset")
         nr = (mr.ram_addr + offset) >> TARGET_PAGE_BITS
         ret = test_and_set_bit(nr, self.migration_bitmap)
         if not ret:

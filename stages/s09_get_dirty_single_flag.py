@@ -15,7 +15,9 @@ migration) to 0 or 1, with the same truth value (see the register).
 """
 
 from . import s08_simplify_notdirty_mem_write as parent
-from .common import TARGET_PAGE_ALIGN, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, removed
+from .common import (
+    TARGET_PAGE_ALIGN, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_range, dirty_pages, removed,
+)
 
 
 class Stage(parent.Stage):
@@ -27,6 +29,7 @@ class Stage(parent.Stage):
     cpu_physical_memory_get_dirty_flags = removed("its users now ask for one flag")
 
     def cpu_physical_memory_get_dirty(self, start: int, length: int, dirty_flag: int) -> int:
+        check_range(dirty_pages(self.ram_list), start, length, "cpu_physical_memory_get_dirty")
         ret = 0
         end = TARGET_PAGE_ALIGN(start + length)
         start &= TARGET_PAGE_MASK

@@ -14,6 +14,7 @@ changes, since these paths stop setting the five unused bits of the byte.
 """
 
 from . import s09_get_dirty_single_flag as parent
+from .common import check_range, dirty_pages
 
 
 class Stage(parent.Stage):
@@ -28,6 +29,7 @@ class Stage(parent.Stage):
         self.cpu_physical_memory_set_dirty_flag(addr, self.CODE_DIRTY_FLAG)
 
     def invalidate_and_set_dirty(self, addr: int, length: int) -> None:
+        check_range(dirty_pages(self.ram_list), addr, length, "invalidate_and_set_dirty", "addr")
         if not self.cpu_physical_memory_is_dirty(addr):
             # invalidate code
             self.machine.tb_invalidate_phys_page_range(addr, addr + length, 0)

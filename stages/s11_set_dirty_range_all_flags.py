@@ -15,7 +15,10 @@ instead of its start.
 """
 
 from . import s10_set_single_dirty_flags as parent
-from .common import TARGET_PAGE_ALIGN, TARGET_PAGE_BITS, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, removed
+from .common import (
+    TARGET_PAGE_ALIGN, TARGET_PAGE_BITS, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_range,
+    check_region, dirty_pages, removed,
+)
 from .s00_before_the_series import _g_realloc
 
 
@@ -28,6 +31,8 @@ class Stage(parent.Stage):
     cpu_physical_memory_set_dirty_flags = removed("every caller sets single flags")
 
     def cpu_physical_memory_set_dirty_range(self, start: int, length: int) -> None:
+        check_range(dirty_pages(self.ram_list), start, length,
+                    "cpu_physical_memory_set_dirty_range")
         end = TARGET_PAGE_ALIGN(start + length)
         start &= TARGET_PAGE_MASK
         addr = start
@@ -48,4 +53,5 @@ class Stage(parent.Stage):
 
     def memory_region_set_dirty(self, mr, addr: int, size: int) -> None:
         assert mr.terminates, "assert(mr->terminates)"
+        check_region(dirty_pages(self.ram_list), mr, addr, size, "memory_region_set_dirty")
         self.cpu_physical_memory_set_dirty_range(mr.ram_addr + addr, size)

@@ -17,7 +17,10 @@ conformance vectors run stage 11's code for this stage.
 import numpy as np
 
 from . import s11_set_dirty_range_all_flags as parent
-from .common import TARGET_PAGE_ALIGN, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_page, removed
+from .common import (
+    TARGET_PAGE_ALIGN, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_end, check_page, check_range,
+    dirty_pages, removed,
+)
 
 
 class Stage(parent.Stage):
@@ -42,6 +45,8 @@ class Stage(parent.Stage):
         return int(phys_dirty[page])
 
     def cpu_physical_memory_mask_dirty_range(self, start: int, length: int, dirty_flag: int) -> None:
+        check_range(dirty_pages(self.ram_list), start, length,
+                    "cpu_physical_memory_mask_dirty_range")
         end = TARGET_PAGE_ALIGN(start + length)
         start &= TARGET_PAGE_MASK
         addr = start
@@ -51,6 +56,7 @@ class Stage(parent.Stage):
 
     def cpu_physical_memory_reset_dirty(self, start: int, end: int, dirty_flag: int) -> None:
         """Note: start and end must be within the same ram block."""
+        check_end(dirty_pages(self.ram_list), start, end, "cpu_physical_memory_reset_dirty")
         start &= TARGET_PAGE_MASK
         end = TARGET_PAGE_ALIGN(end)
         length = end - start

@@ -17,7 +17,10 @@ memory.h that tied the two sets of numbers together goes.
 import numpy as np
 
 from . import s12_mask_dirty_range_single_flag as parent
-from .common import TARGET_PAGE_ALIGN, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_page, removed
+from .common import (
+    TARGET_PAGE_ALIGN, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_end, check_flag_client, check_page,
+    check_range, check_region, dirty_pages, removed,
+)
 from .s00_before_the_series import _store
 
 
@@ -35,6 +38,7 @@ class Stage(parent.Stage):
 
     # ---- include/exec/memory-internal.h ----------------------------------------------
     def cpu_physical_memory_get_dirty_flag(self, addr: int, client: int) -> bool:
+        check_flag_client(client, "cpu_physical_memory_get_dirty_flag")
         phys_dirty = self.ram_list.phys_dirty
         return bool(phys_dirty[check_page(phys_dirty, addr, "cpu_physical_memory_get_dirty_flag")]
                     & (1 << client))
@@ -47,6 +51,7 @@ class Stage(parent.Stage):
         return vga and code and migration
 
     def cpu_physical_memory_get_dirty(self, start: int, length: int, client: int) -> int:
+        check_range(dirty_pages(self.ram_list), start, length, "cpu_physical_memory_get_dirty")
         ret = 0
         end = TARGET_PAGE_ALIGN(start + length)
         start &= TARGET_PAGE_MASK
@@ -57,6 +62,7 @@ class Stage(parent.Stage):
         return ret
 
     def cpu_physical_memory_set_dirty_flag(self, addr: int, client: int) -> None:
+        check_flag_client(client, "cpu_physical_memory_set_dirty_flag")
         phys_dirty = self.ram_list.phys_dirty
         phys_dirty[check_page(phys_dirty, addr, "cpu_physical_memory_set_dirty_flag")] |= \
             np.uint8((1 << client) & 0xFF)
@@ -67,6 +73,7 @@ class Stage(parent.Stage):
         self.cpu_physical_memory_set_dirty_flag(addr, self.DIRTY_MEMORY_CODE)
 
     def cpu_physical_memory_clear_dirty_flag(self, addr: int, client: int) -> int:
+        check_flag_client(client, "cpu_physical_memory_clear_dirty_flag")
         mask = ~(1 << client)
         phys_dirty = self.ram_list.phys_dirty
         page = check_page(phys_dirty, addr, "cpu_physical_memory_clear_dirty_flag")
@@ -74,6 +81,8 @@ class Stage(parent.Stage):
         return int(phys_dirty[page])
 
     def cpu_physical_memory_mask_dirty_range(self, start: int, length: int, client: int) -> None:
+        check_range(dirty_pages(self.ram_list), start, length,
+                    "cpu_physical_memory_mask_dirty_range")
         end = TARGET_PAGE_ALIGN(start + length)
         start &= TARGET_PAGE_MASK
         addr = start
@@ -84,6 +93,7 @@ class Stage(parent.Stage):
     # ---- exec.c -----------------------------------------------------------------------
     def cpu_physical_memory_reset_dirty(self, start: int, end: int, client: int) -> None:
         """Note: start and end must be within the same ram block."""
+        check_end(dirty_pages(self.ram_list), start, end, "cpu_physical_memory_reset_dirty")
         start &= TARGET_PAGE_MASK
         end = TARGET_PAGE_ALIGN(end)
         length = end - start
@@ -104,6 +114,7 @@ class Stage(parent.Stage):
             self.machine.tlb_set_dirty(ram_addr)       # env->mem_io_vaddr
 
     def invalidate_and_set_dirty(self, addr: int, length: int) -> None:
+        check_range(dirty_pages(self.ram_list), addr, length, "invalidate_and_set_dirty", "addr")
         if not self.cpu_physical_memory_is_dirty(addr):
             # invalidate code
             self.machine.tb_invalidate_phys_page_range(addr, addr + length, 0)
@@ -132,10 +143,13 @@ class Stage(parent.Stage):
     # ---- memory.c ---------------------------------------------------------------------
     def memory_region_get_dirty(self, mr, addr: int, size: int, client: int) -> bool:
         assert mr.terminates, "assert(mr->terminates)"
+        check_region(dirty_pages(self.ram_list), mr, addr, size, "memory_region_get_dirty")
         return bool(self.cpu_physical_memory_get_dirty(mr.ram_addr + addr, size, client))
 
     def memory_region_test_and_clear_dirty(self, mr, addr: int, size: int, client: int) -> bool:
         assert mr.terminates, "assert(mr->terminates)"
+        check_region(dirty_pages(self.ram_list), mr, addr, size,
+                     "memory_region_test_and_clear_dirty")
         ret = bool(self.cpu_physical_memory_get_dirty(mr.ram_addr + addr, size, client))
         if ret:
             self.cpu_physical_memory_reset_dirty(mr.ram_addr + addr, mr.ram_addr + addr + size, client)
@@ -143,4 +157,5 @@ class Stage(parent.Stage):
 
     def memory_region_reset_dirty(self, mr, addr: int, size: int, client: int) -> None:
         assert mr.terminates, "assert(mr->terminates)"
+        check_region(dirty_pages(self.ram_list), mr, addr, size, "memory_region_reset_dirty")
         self.cpu_physical_memory_reset_dirty(mr.ram_addr + addr, mr.ram_addr + addr + size, client)

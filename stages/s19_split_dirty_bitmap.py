@@ -24,7 +24,7 @@ page instead of 8.
 
 from . import s18_bitmap_zero_extend as parent
 from .bitmap import bitmap_new, clear_bit, set_bit, test_bit
-from .common import TARGET_PAGE_BITS, check_client
+from .common import TARGET_PAGE_BITS, check_addr, check_client, dirty_pages
 
 
 class Stage(parent.Stage):
@@ -40,14 +40,17 @@ class Stage(parent.Stage):
 
     def cpu_physical_memory_get_dirty_flag(self, addr: int, client: int) -> bool:
         check_client(client, self.DIRTY_MEMORY_NUM, "cpu_physical_memory_get_dirty_flag")
+        check_addr(dirty_pages(self.ram_list), addr, "cpu_physical_memory_get_dirty_flag")
         return test_bit(addr >> TARGET_PAGE_BITS, self.ram_list.dirty_memory[client])
 
     def cpu_physical_memory_set_dirty_flag(self, addr: int, client: int) -> None:
         check_client(client, self.DIRTY_MEMORY_NUM, "cpu_physical_memory_set_dirty_flag")
+        check_addr(dirty_pages(self.ram_list), addr, "cpu_physical_memory_set_dirty_flag")
         set_bit(addr >> TARGET_PAGE_BITS, self.ram_list.dirty_memory[client])
 
     def cpu_physical_memory_clear_dirty_flag(self, addr: int, client: int) -> None:
         check_client(client, self.DIRTY_MEMORY_NUM, "cpu_physical_memory_clear_dirty_flag")
+        check_addr(dirty_pages(self.ram_list), addr, "cpu_physical_memory_clear_dirty_flag")
         clear_bit(addr >> TARGET_PAGE_BITS, self.ram_list.dirty_memory[client])
 
     def qemu_ram_alloc_from_ptr(self, size: int) -> int:

@@ -14,7 +14,8 @@ empty range.
 from . import s19_split_dirty_bitmap as parent
 from .bitmap import clear_bit
 from .common import (
-    TARGET_PAGE_ALIGN, TARGET_PAGE_BITS, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_client, removed,
+    TARGET_PAGE_ALIGN, TARGET_PAGE_BITS, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_client,
+    check_range, dirty_pages, removed,
 )
 
 
@@ -28,6 +29,8 @@ class Stage(parent.Stage):
 
     def cpu_physical_memory_mask_dirty_range(self, start: int, length: int, client: int) -> None:
         check_client(client, self.DIRTY_MEMORY_NUM, "cpu_physical_memory_mask_dirty_range")
+        check_range(dirty_pages(self.ram_list), start, length,
+                    "cpu_physical_memory_mask_dirty_range")
         end = TARGET_PAGE_ALIGN(start + length)
         start &= TARGET_PAGE_MASK
         addr = start

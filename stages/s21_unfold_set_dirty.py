@@ -10,7 +10,9 @@ each page itself.  Behaviour is kept: same calls, same order.
 """
 
 from . import s20_unfold_clear_dirty_flag as parent
-from .common import TARGET_PAGE_ALIGN, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, removed
+from .common import (
+    TARGET_PAGE_ALIGN, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_range, dirty_pages, removed,
+)
 
 
 class Stage(parent.Stage):
@@ -22,6 +24,8 @@ class Stage(parent.Stage):
     cpu_physical_memory_set_dirty = removed("unfolded into cpu_physical_memory_set_dirty_range")
 
     def cpu_physical_memory_set_dirty_range(self, start: int, length: int) -> None:
+        check_range(dirty_pages(self.ram_list), start, length,
+                    "cpu_physical_memory_set_dirty_range")
         end = TARGET_PAGE_ALIGN(start + length)
         start &= TARGET_PAGE_MASK
         addr = start

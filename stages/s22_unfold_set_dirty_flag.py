@@ -12,7 +12,10 @@ are set; only the (constant, always valid) client assertions go.
 
 from . import s21_unfold_set_dirty as parent
 from .bitmap import set_bit
-from .common import TARGET_PAGE_ALIGN, TARGET_PAGE_BITS, TARGET_PAGE_MASK, TARGET_PAGE_SIZE
+from .common import (
+    TARGET_PAGE_ALIGN, TARGET_PAGE_BITS, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_range,
+    dirty_pages,
+)
 
 
 class Stage(parent.Stage):
@@ -22,6 +25,8 @@ class Stage(parent.Stage):
     KIND = "inline"
 
     def cpu_physical_memory_set_dirty_range(self, start: int, length: int) -> None:
+        check_range(dirty_pages(self.ram_list), start, length,
+                    "cpu_physical_memory_set_dirty_range")
         end = TARGET_PAGE_ALIGN(start + length)
         start &= TARGET_PAGE_MASK
         dirty_memory = self.ram_list.dirty_memory

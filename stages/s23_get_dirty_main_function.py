@@ -15,7 +15,8 @@ is the same.  ``get_dirty`` still returns an int (0 or 1).
 from . import s22_unfold_set_dirty_flag as parent
 from .bitmap import test_bit
 from .common import (
-    TARGET_PAGE_ALIGN, TARGET_PAGE_BITS, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_client,
+    TARGET_PAGE_ALIGN, TARGET_PAGE_BITS, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_addr,
+    check_client, check_range, dirty_pages,
 )
 
 
@@ -28,6 +29,7 @@ class Stage(parent.Stage):
     def cpu_physical_memory_get_dirty(self, start: int, length: int, client: int) -> int:
         ret = 0
         check_client(client, self.DIRTY_MEMORY_NUM, "cpu_physical_memory_get_dirty")
+        check_range(dirty_pages(self.ram_list), start, length, "cpu_physical_memory_get_dirty")
         end = TARGET_PAGE_ALIGN(start + length)
         start &= TARGET_PAGE_MASK
         addr = start
@@ -37,4 +39,5 @@ class Stage(parent.Stage):
         return ret
 
     def cpu_physical_memory_get_dirty_flag(self, addr: int, client: int) -> bool:
+        check_addr(dirty_pages(self.ram_list), addr, "cpu_physical_memory_get_dirty_flag")
         return bool(self.cpu_physical_memory_get_dirty(addr, 1, client))

@@ -15,6 +15,7 @@ from . import s23_get_dirty_main_function as parent
 from .bitmap import test_bit
 from .common import (
     TARGET_PAGE_ALIGN, TARGET_PAGE_BITS, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_client,
+    check_range, dirty_pages,
 )
 
 
@@ -26,6 +27,7 @@ class Stage(parent.Stage):
 
     def cpu_physical_memory_get_dirty(self, start: int, length: int, client: int) -> bool:
         check_client(client, self.DIRTY_MEMORY_NUM, "cpu_physical_memory_get_dirty")
+        check_range(dirty_pages(self.ram_list), start, length, "cpu_physical_memory_get_dirty")
         end = TARGET_PAGE_ALIGN(start + length)
         start &= TARGET_PAGE_MASK
         addr = start

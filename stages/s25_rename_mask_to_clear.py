@@ -12,7 +12,7 @@ kept: same body.
 """
 
 from . import s24_get_dirty_returns_bool as parent
-from .common import TARGET_PAGE_ALIGN, TARGET_PAGE_MASK, removed
+from .common import TARGET_PAGE_ALIGN, TARGET_PAGE_MASK, check_end, dirty_pages, removed
 
 
 class Stage(parent.Stage):
@@ -32,6 +32,7 @@ class Stage(parent.Stage):
 
     def cpu_physical_memory_reset_dirty(self, start: int, end: int, client: int) -> None:
         """Note: start and end must be within the same ram block."""
+        check_end(dirty_pages(self.ram_list), start, end, "cpu_physical_memory_reset_dirty")
         start &= TARGET_PAGE_MASK
         end = TARGET_PAGE_ALIGN(end)
         length = end - start

@@ -14,7 +14,7 @@ loop's early exit answered.  The search skips clean words 64 pages at a time.
 
 from . import s25_rename_mask_to_clear as parent
 from .bitmap import find_next_bit
-from .common import TARGET_PAGE_ALIGN, TARGET_PAGE_BITS, check_client
+from .common import TARGET_PAGE_ALIGN, TARGET_PAGE_BITS, check_client, check_range, dirty_pages
 
 
 class Stage(parent.Stage):
@@ -25,6 +25,7 @@ class Stage(parent.Stage):
 
     def cpu_physical_memory_get_dirty(self, start: int, length: int, client: int) -> bool:
         check_client(client, self.DIRTY_MEMORY_NUM, "cpu_physical_memory_get_dirty")
+        check_range(dirty_pages(self.ram_list), start, length, "cpu_physical_memory_get_dirty")
         end = TARGET_PAGE_ALIGN(start + length) >> TARGET_PAGE_BITS
         page = start >> TARGET_PAGE_BITS
         next_ = find_next_bit(self.ram_list.dirty_memory[client], end, page)

@@ -15,7 +15,7 @@ xen").  Registered as a divergence.
 
 from . import s26_find_next_bit as parent
 from .bitmap import bitmap_set
-from .common import TARGET_PAGE_ALIGN, TARGET_PAGE_BITS
+from .common import TARGET_PAGE_ALIGN, TARGET_PAGE_BITS, check_range, dirty_pages
 
 
 class Stage(parent.Stage):
@@ -25,6 +25,8 @@ class Stage(parent.Stage):
     KIND = "optimisation (and a fix for Xen)"
 
     def cpu_physical_memory_set_dirty_range(self, start: int, length: int) -> None:
+        check_range(dirty_pages(self.ram_list), start, length,
+                    "cpu_physical_memory_set_dirty_range")
         end = TARGET_PAGE_ALIGN(start + length) >> TARGET_PAGE_BITS
         page = start >> TARGET_PAGE_BITS
         dirty_memory = self.ram_list.dirty_memory

@@ -12,7 +12,7 @@ caller asked the negated question anyway (or now negates it itself).
 """
 
 from . import s28_clear_dirty_range_bitmap_ops as parent
-from .common import removed
+from .common import check_range, dirty_pages, removed
 from .s00_before_the_series import _store
 
 
@@ -51,6 +51,7 @@ class Stage(parent.Stage):
             self.machine.tlb_set_dirty(ram_addr)       # env->mem_io_vaddr
 
     def invalidate_and_set_dirty(self, addr: int, length: int) -> None:
+        check_range(dirty_pages(self.ram_list), addr, length, "invalidate_and_set_dirty", "addr")
         if self.cpu_physical_memory_is_clean(addr):
             # invalidate code
             self.machine.tb_invalidate_phys_page_range(addr, addr + length, 0)

@@ -24,7 +24,7 @@ Behaviour is NOT kept in two places (both registered):
 """
 
 from . import s29_is_dirty_to_is_clean as parent
-from .common import TARGET_PAGE_ALIGN, TARGET_PAGE_MASK, TARGET_PAGE_SIZE
+from .common import TARGET_PAGE_ALIGN, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_region, dirty_pages
 
 
 class Stage(parent.Stage):
@@ -55,6 +55,8 @@ class Stage(parent.Stage):
 
     def memory_region_test_and_clear_dirty(self, mr, addr: int, size: int, client: int) -> bool:
         assert mr.terminates, "assert(mr->terminates)"
+        check_region(dirty_pages(self.ram_list), mr, addr, size,
+                     "memory_region_test_and_clear_dirty")
         ret = self.cpu_physical_memory_get_dirty(mr.ram_addr + addr, size, client)
         if ret:
             self.cpu_physical_memory_reset_dirty(mr.ram_addr + addr, size, client)
@@ -62,4 +64,5 @@ class Stage(parent.Stage):
 
     def memory_region_reset_dirty(self, mr, addr: int, size: int, client: int) -> None:
         assert mr.terminates, "assert(mr->terminates)"
+        check_region(dirty_pages(self.ram_list), mr, addr, size, "memory_region_reset_dirty")
         self.cpu_physical_memory_reset_dirty(mr.ram_addr + addr, size, client)

@@ -13,7 +13,7 @@ Kind: inline (memory.c wrapper bypassed).
 
 from . import s33_unfold_test_and_clear as parent
 from .bitmap import HOST_LONG_BITS, each_set_bit_le
-from .common import TARGET_PAGE_SIZE
+from .common import TARGET_PAGE_SIZE, check_section, dirty_pages
 
 
 class Stage(parent.Stage):
@@ -23,6 +23,8 @@ class Stage(parent.Stage):
     KIND = "inline"
 
     def kvm_get_dirty_pages_log_range(self, section, bitmap) -> int:
+        check_section(dirty_pages(self.ram_list), section, "kvm_get_dirty_pages_log_range", bitmap,
+                      section.size // self.machine.getpagesize())
         pages = section.size // self.machine.getpagesize()
         length = (pages + HOST_LONG_BITS - 1) // HOST_LONG_BITS
         hpratio = self.machine.getpagesize() // TARGET_PAGE_SIZE

@@ -11,7 +11,7 @@ dirty page.  Behaviour is kept: the same sum, reassociated.
 
 from . import s34_kvm_uses_cpu_physical_memory_api as parent
 from .bitmap import HOST_LONG_BITS, each_set_bit_le
-from .common import TARGET_PAGE_SIZE
+from .common import TARGET_PAGE_SIZE, check_section, dirty_pages
 
 
 class Stage(parent.Stage):
@@ -21,6 +21,8 @@ class Stage(parent.Stage):
     KIND = "refactor"
 
     def kvm_get_dirty_pages_log_range(self, section, bitmap) -> int:
+        check_section(dirty_pages(self.ram_list), section, "kvm_get_dirty_pages_log_range", bitmap,
+                      section.size // self.machine.getpagesize())
         start = section.offset_within_region + section.mr.ram_addr
         pages = section.size // self.machine.getpagesize()
         length = (pages + HOST_LONG_BITS - 1) // HOST_LONG_BITS

@@ -12,7 +12,7 @@ header, and ``kvm_get_dirty_pages_log_range`` computes ``start`` and
 
 from . import s35_kvm_start_address as parent
 from .bitmap import HOST_LONG_BITS, each_set_bit_le
-from .common import TARGET_PAGE_SIZE
+from .common import TARGET_PAGE_SIZE, check_lebitmap, check_section, dirty_pages
 
 
 class Stage(parent.Stage):
@@ -27,6 +27,9 @@ class Stage(parent.Stage):
     }
 
     def cpu_physical_memory_set_dirty_lebitmap(self, bitmap, start: int, pages: int) -> None:
+        check_lebitmap(dirty_pages(self.ram_list), bitmap, start, pages,
+                       self.machine.getpagesize() // TARGET_PAGE_SIZE,
+                       "cpu_physical_memory_set_dirty_lebitmap")
         length = (pages + HOST_LONG_BITS - 1) // HOST_LONG_BITS
         hpratio = self.machine.getpagesize() // TARGET_PAGE_SIZE
         # bitmap-traveling is faster than memory-traveling (for addr...)
@@ -38,6 +41,8 @@ class Stage(parent.Stage):
             self.cpu_physical_memory_set_dirty_range(ram_addr, TARGET_PAGE_SIZE * hpratio)
 
     def kvm_get_dirty_pages_log_range(self, section, bitmap) -> int:
+        check_section(dirty_pages(self.ram_list), section, "kvm_get_dirty_pages_log_range", bitmap,
+                      section.size // self.machine.getpagesize())
         start = section.offset_within_region + section.mr.ram_addr
         pages = section.size // self.machine.getpagesize()
         self.cpu_physical_memory_set_dirty_lebitmap(bitmap, start, pages)

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import s36_set_dirty_lebitmap as parent
 from .bitmap import BIT_WORD, BITS_PER_LONG, BITS_TO_LONGS
-from .common import TARGET_PAGE_BITS
+from .common import TARGET_PAGE_BITS, TARGET_PAGE_SIZE, check_lebitmap, dirty_pages
 
 
 class Stage(parent.Stage):
@@ -37,6 +37,9 @@ class Stage(parent.Stage):
     KIND = "optimisation"
 
     def cpu_physical_memory_set_dirty_lebitmap(self, bitmap, start: int, pages: int) -> None:
+        check_lebitmap(dirty_pages(self.ram_list), bitmap, start, pages,
+                       self.machine.getpagesize() // TARGET_PAGE_SIZE,
+                       "cpu_physical_memory_set_dirty_lebitmap")
         page = BIT_WORD(start >> TARGET_PAGE_BITS)
         # start address is aligned at the start of a word?
         if ((page * BITS_PER_LONG) << TARGET_PAGE_BITS) == start:

@@ -14,7 +14,7 @@ order with the same calls.
 
 from . import s37_lebitmap_word_at_a_time as parent
 from .bitmap import test_and_set_bit
-from .common import TARGET_PAGE_BITS, TARGET_PAGE_SIZE
+from .common import TARGET_PAGE_BITS, TARGET_PAGE_SIZE, check_addr, check_range, dirty_pages
 
 
 class Stage(parent.Stage):
@@ -26,6 +26,7 @@ class Stage(parent.Stage):
     DECLARED_IN = {**parent.Stage.DECLARED_IN, "migration_bitmap_sync_range": "arch_init.c"}
 
     def migration_bitmap_set_dirty(self, addr: int) -> bool:
+        check_addr(self.migration_bitmap.size * 64, addr, "migration_bitmap_set_dirty")
         nr = addr >> TARGET_PAGE_BITS
         ret = test_and_set_bit(nr, self.migration_bitmap)
         if not ret:
@@ -33,6 +34,8 @@ class Stage(parent.Stage):
         return ret
 
     def migration_bitmap_sync_range(self, start: int, length: int) -> None:
+        check_range(min(dirty_pages(self.ram_list), self.migration_bitmap.size * 64), start, length,
+                    "migration_bitmap_sync_range")
         addr = 0
         while addr < length:
             if self.cpu_physical_memory_get_dirty(start + addr, TARGET_PAGE_SIZE,

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import s38_migration_bitmap_sync_range as parent
 from .bitmap import BIT_WORD, BITS_PER_LONG, BITS_TO_LONGS
-from .common import TARGET_PAGE_BITS
+from .common import TARGET_PAGE_BITS, check_range, dirty_pages
 
 
 class Stage(parent.Stage):
@@ -42,6 +42,8 @@ class Stage(parent.Stage):
     KIND = "optimisation"
 
     def migration_bitmap_sync_range(self, start: int, length: int) -> None:
+        check_range(min(dirty_pages(self.ram_list), self.migration_bitmap.size * 64), start, length,
+                    "migration_bitmap_sync_range")
         page = BIT_WORD(start >> TARGET_PAGE_BITS)
         # start address is aligned at the start of a word?
         if ((page * BITS_PER_LONG) << TARGET_PAGE_BITS) == start:
