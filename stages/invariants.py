@@ -82,13 +82,14 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Callable, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .generate import Chooser, RandomChooser, _weighted, random_config
 from .machine import Machine
 from .trace import (
-    CLIENTS, DEFAULT_CONFIG, block_holding, TARGET_PAGE_BITS, TARGET_PAGE_SIZE, Block, Config, Trace, TraceError,
-    find_ram_offset, insert_block, page_align, validate,
+    CLIENTS, TARGET_PAGE_BITS, TARGET_PAGE_SIZE, Block, Config, Trace, block_holding, find_ram_offset,
+    insert_block, page_align, validate,
 )
 from .views import dirty_pages_of
 
