@@ -681,11 +681,7 @@ def read_trace(path: str):
         return load(path)
     except TraceError as exc:
         raise UserError(f"{where}: {exc}") from None
-    except RecursionError:
-        raise UserError(f"{where}: not valid JSON: nested too deeply") from None
-    except (ValueError, OverflowError) as exc:   # e.g. an integer of more than 4300 digits
-        raise UserError(f"{where}: not valid JSON: {' '.join(str(exc).split())}") from None
-    except OSError as exc:
+    except OSError as exc:                         # reading stdin
         raise UserError(f"{where}: cannot read: {exc.strerror or exc}") from None
 
 

@@ -26,6 +26,8 @@ class Stage(parent.Stage):
     UPSTREAM = "36187e2ca"
     KIND = "removal of a function; change of parameter meaning"
 
+    DECLARED_IN = {k: v for k, v in parent.Stage.DECLARED_IN.items() if k != "cpu_physical_memory_get_dirty_flags"}
+
     cpu_physical_memory_get_dirty_flags = removed("its users now ask for one flag")
 
     def cpu_physical_memory_get_dirty(self, start: int, length: int, dirty_flag: int) -> int:

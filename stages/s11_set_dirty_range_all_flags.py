@@ -28,6 +28,8 @@ class Stage(parent.Stage):
     UPSTREAM = "75218e7f2"
     KIND = "removal of a parameter and of a function"
 
+    DECLARED_IN = {k: v for k, v in parent.Stage.DECLARED_IN.items() if k != "cpu_physical_memory_set_dirty_flags"}
+
     cpu_physical_memory_set_dirty_flags = removed("every caller sets single flags")
 
     def cpu_physical_memory_set_dirty_range(self, start: int, length: int) -> None:

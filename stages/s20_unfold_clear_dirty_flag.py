@@ -25,6 +25,8 @@ class Stage(parent.Stage):
     UPSTREAM = "86a49582d"
     KIND = "inline"
 
+    DECLARED_IN = {k: v for k, v in parent.Stage.DECLARED_IN.items() if k != "cpu_physical_memory_clear_dirty_flag"}
+
     cpu_physical_memory_clear_dirty_flag = removed("unfolded into cpu_physical_memory_mask_dirty_range")
 
     def cpu_physical_memory_mask_dirty_range(self, start: int, length: int, client: int) -> None:

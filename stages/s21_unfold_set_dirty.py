@@ -21,6 +21,8 @@ class Stage(parent.Stage):
     UPSTREAM = "4f13bb80a"
     KIND = "inline"
 
+    DECLARED_IN = {k: v for k, v in parent.Stage.DECLARED_IN.items() if k != "cpu_physical_memory_set_dirty"}
+
     cpu_physical_memory_set_dirty = removed("unfolded into cpu_physical_memory_set_dirty_range")
 
     def cpu_physical_memory_set_dirty_range(self, start: int, length: int) -> None:

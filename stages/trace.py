@@ -262,6 +262,10 @@ def loads(text: str) -> Trace:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TraceError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise TraceError("not valid JSON: nested too deeply") from None
+    except ValueError as exc:                      # e.g. an integer of more than 4300 digits
+        raise TraceError(f"not valid JSON: {' '.join(str(exc).split())}") from None
     return validate(raw)
 
 
@@ -269,5 +273,6 @@ def load(path: str | Path) -> Trace:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise TraceError(f"cannot read {path}: {exc.strerror if isinstance(exc, OSError) else exc}") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise TraceError(f"cannot read {path}: {reason}") from None
     return loads(text)

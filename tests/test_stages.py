@@ -100,3 +100,11 @@ def test_representation_changes_at_19_only():
     from stages.views import representation
     kinds = [representation(Machine(stage(n)).stage) for n in range(LAST + 1)]
     assert kinds == ["bytes"] * 19 + ["bitmaps"] * 21
+
+
+@pytest.mark.parametrize("n", STAGES)
+def test_declared_in_lists_exactly_what_exists(n):
+    S = stage(n)
+    for name in S.DECLARED_IN:
+        assert hasattr(S, name) or name in ("CPUWriteMemoryFunc", "CPUReadMemoryFunc"), \
+            f"stage {n} declares {name}, which it no longer has"
