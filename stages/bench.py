@@ -11,13 +11,17 @@ one is to what numpy can do (issue 4).
   empty), ``cpu_physical_memory_set_dirty_range`` and the stage's clear-range
   function over the main block, and ``cpu_physical_memory_get_dirty`` over
   the main block when only its last page is dirty.  Median of ``--reps``
-  timings (``time.perf_counter_ns``, garbage collector off while timing).
+  timings (``time.perf_counter_ns``, or CPU time with ``--clock cpu``;
+  garbage collector off while timing), taken in rounds over all the stages
+  so that a slow spell of a shared machine does not fall on a few of them.
 - Operations that walk page by page (a call on the big guest, predicted
   from one on a guest of ``--walk-size`` and one on a quarter of it, would
-  take more than ``FULL_BUDGET_NS``) are measured on the ``--walk-size``
+  take more than ``--full-budget``) are measured on the ``--walk-size``
   guest and their cost per page is taken as the big guest's (linear
   scaling); each such measurement is repeated on the quarter guest, and the
-  ratio of the two costs per page is reported (1.0 is linear).
+  ratio of the two costs per page is reported (1.0 is linear).  The walk
+  guest should be big enough for the cost per call to be small (default
+  64 MiB).
 - Bytes of dirty state per page, from the stage's own arrays.
 - A plain-numpy reference on the same guest and density: OR the KVM log into
   three bitmaps, OR the migration one into the migration bitmap counting the
@@ -152,6 +156,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="guest RAM of the per-stage curve (default 4G; multiple of 256K)")
     parser.add_argument("--density", type=parse_density, default=0.05, metavar="PCT",
                         help="dirty pages in the KVM log for the sync, in %% (default 5)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: time.perf_counter_ns (default); cpu: time.process_time_ns, this "
+                             "process's CPU time, steadier on a machine other processes keep busy")
     parser.add_argument("--reps", type=parse_reps, default=5, metavar="N",
                         help="timed repetitions, the median is reported (default 5)")
     parser.add_argument("--walk-size", type=parse_size, default=64 * MiB, metavar="SIZE",
@@ -465,25 +472,51 @@ def make_op(name: str, g: Guest, density: float, seed: int) -> Op:
     raise ValueError(name)
 
 
-def timed(op: Op, reps: int, problems: list[str] | None = None, what: str = "") -> float:
-    """Median ns of ``reps`` calls, each after its ``prepare``; gc off while timing."""
-    samples = []
-    for _ in range(reps):
-        op.prepare()
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            t0 = time.perf_counter_ns()
-            result = op.call()
-            dt = time.perf_counter_ns() - t0
-        finally:
-            if enabled:
-                gc.enable()
-        bad = op.check(result)
-        if bad and problems is not None and f"{what}: {bad}" not in problems:
-            problems.append(f"{what}: {bad}")
-        samples.append(dt)
-    return float(statistics.median(samples))
+CLOCKS = {"wall": time.perf_counter_ns, "cpu": time.process_time_ns}
+clock = CLOCKS["wall"]          # set by run() from --clock
+
+
+def sample(op: Op, problems: list[str] | None = None, what: str = "") -> int:
+    """ns of one call after its ``prepare``, the garbage collector off."""
+    op.prepare()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        t0 = clock()
+        result = op.call()
+        dt = clock() - t0
+    finally:
+        if enabled:
+            gc.enable()
+    bad = op.check(result)
+    if bad and problems is not None and f"{what}: {bad}" not in problems:
+        problems.append(f"{what}: {bad}")
+    return dt
+
+
+@dataclass
+class Series:
+    """Timed calls of one operation, taken in rounds with the others (so that
+    a slow spell of the machine spreads over every stage instead of
+    falling on a few)."""
+    op: Op
+    what: str
+    samples: list[int] = field(default_factory=list)
+
+    def take(self, problems: list[str]) -> None:
+        self.samples.append(sample(self.op, problems, self.what))
+
+    @property
+    def ns_per_page(self) -> float:
+        return float(statistics.median(self.samples)) / self.op.pages
+
+
+def in_rounds(series: list[Series], reps: int, problems: list[str], progress=None, label: str = "") -> None:
+    for r in range(reps):
+        for i, one in enumerate(series):
+            if progress is not None and i % 10 == 0:
+                progress(f"{label}round {r + 1}/{reps}: {one.what}")
+            one.take(problems)
 
 
 # ---- the plain-numpy reference --------------------------------------------------------------
@@ -538,11 +571,11 @@ class CallTimer:
             return
 
         def wrapper(*a, **k):
-            t0 = time.perf_counter_ns()
+            t0 = clock()
             try:
                 return fn(*a, **k)
             finally:
-                self.totals[label] = self.totals.get(label, 0) + time.perf_counter_ns() - t0
+                self.totals[label] = self.totals.get(label, 0) + clock() - t0
         setattr(obj, name, wrapper)
 
 
@@ -662,6 +695,11 @@ class Plan:
         return max(GRANULE, (self.walk_bytes // 4) // GRANULE * GRANULE)
 
     @property
+    def interleave(self) -> bool:
+        """Keep every stage's guests at once (up to 64 GiB of guest)."""
+        return self.guest_pages <= 1 << 24
+
+    @property
     def main_pages(self) -> int:
         return self.main_bytes >> TARGET_PAGE_BITS
 
@@ -678,14 +716,16 @@ class Run:
     problems: list[str] = field(default_factory=list)
 
 
-def stage_record(n: int, run: Run) -> dict[str, Any]:
-    """One stage's costs per page.  Each operation is first probed once on the
-    walk guest and on one a quarter its size; the two timings, fitted as
-    ``a + b * pages``, predict a call on the curve's guest.  When that is
-    within ``FULL_BUDGET_NS`` the operation is measured there; otherwise (a
-    page walk) it is measured on both small guests and the walk guest's cost
+def stage_series(n: int, run: Run) -> tuple[dict[str, Any], list[tuple[str, Series, Series | None]]]:
+    """One stage's guests and what to time on them.  Each operation is first
+    probed once on the walk guest and (the least of three calls) on one a
+    quarter its size; the two, fitted as ``a + b * pages``, predict a call on
+    the curve's guest.  One predicted to take longer than ``--full-budget``
+    (a page walk) is timed on both small guests, and the walk guest's cost
     per page stands for the big guest's (linear scaling), the quarter's
-    telling how linear it is."""
+    telling how linear it is; anything else is timed on the curve's guest
+    itself (or scaled after all if its first call there takes ten times the
+    budget)."""
     plan, cls = run.plan, stage_class(n)
     small_bytes = min(plan.walk_bytes, plan.main_bytes)
     small = Guest(cls, small_bytes, plan.layout)
@@ -695,40 +735,57 @@ def stage_record(n: int, run: Run) -> dict[str, Any]:
                            "representation": representation(small.st),
                            "bytes_per_page": dirty_bytes(small.st) / small.pages,
                            "clear_function": clear_range_function(small.st)[0],
-                           "measured": {}}
+                           "pages": plan.guest_pages, "measured": {}}
+    todo = []
     for name in OPS:
-        run.progress(f"stage {n:02d}/{LAST}  {OP_LABEL[name]}")
+        run.progress(f"stage {n:02d}/{LAST}  probing {OP_LABEL[name]}")
         what = f"stage {n:02d} {name}"
         op = make_op(name, small, plan.density, plan.seed)
-        t_small = timed(op, 1, run.problems, what)
+        t_small = sample(op, run.problems, what)
+        if t_small < 5e6:                   # cheap: the least of three, as for the quarter
+            t_small = min([t_small] + [sample(op, run.problems, what) for _ in range(2)])
         if full is not small:
             qop = make_op(name, quarter, plan.density, plan.seed)
-            t_quarter = timed(qop, 1, run.problems, what)
-            slope = (t_small - t_quarter) / max(1, op.pages - qop.pages)
+            # the least of three cheap calls: a quarter probe slowed by another
+            # process would flatten the slope and send a walk to the big guest
+            t_quarter = min(sample(qop, run.problems, what) for _ in range(3))
             big_pages = plan.main_pages if name in RANGE_OPS else plan.guest_pages
+            # t = a + b * pages through the two probes
+            slope = max(0.0, (t_small - t_quarter) / max(1, op.pages - qop.pages))
             predicted = t_small + slope * (big_pages - op.pages)
-        if full is small or predicted <= plan.full_budget_ns:
+        scaled = full is not small and predicted > plan.full_budget_ns
+        if not scaled:
             if full is None:
                 estimate = small.alloc_ns / small.pages * plan.guest_pages
                 if estimate < ALLOC_BUDGET_NS:
                     full = Guest(cls, plan.main_bytes, plan.layout)
                 else:
                     full = Guest.direct(cls, plan.main_bytes, plan.layout, small)
-            op = make_op(name, full, plan.density, plan.seed)
-            ns = timed(op, plan.reps, run.problems, what) / op.pages
-            how = {"pages": op.pages, "scaled": False, "guest_built": full.built}
+            big_op = make_op(name, full, plan.density, plan.seed)
+            warm = sample(big_op, run.problems, what)           # warms the big guest
+            # a walk the probes misjudged (a slow spell during one of them)
+            scaled = full is not small and warm > 10 * plan.full_budget_ns
+        if not scaled:
+            op = big_op
+            rec["measured"][name] = {"pages": op.pages, "scaled": False, "guest_built": full.built}
             if full is not small:
-                how["predicted_ms"] = predicted / 1e6
+                rec["measured"][name]["predicted_ms"] = predicted / 1e6
+            todo.append((name, Series(op, what), None))
         else:
-            ns = timed(op, plan.reps, run.problems, what) / op.pages
-            ns_q = timed(qop, plan.reps, run.problems, what) / qop.pages
-            how = {"pages": op.pages, "scaled": True, "predicted_ms": predicted / 1e6,
-                   "linearity": {"pages": [qop.pages, op.pages], "ns_per_page": [ns_q, ns],
-                                 "ratio": ns / ns_q}}
-        rec[f"{name}_ns_per_page"] = ns
-        rec["measured"][name] = how
-    rec["pages"] = plan.guest_pages
-    return rec
+            rec["measured"][name] = {"pages": op.pages, "scaled": True, "predicted_ms": predicted / 1e6}
+            todo.append((name, Series(op, what), Series(qop, what + " (quarter)")))
+    return rec, todo
+
+
+def fill_record(rec: dict[str, Any], todo: list[tuple[str, Series, Series | None]]) -> None:
+    for name, main, quarter in todo:
+        rec[f"{name}_ns_per_page"] = main.ns_per_page
+        rec["measured"][name]["samples_ns"] = list(main.samples)
+        if quarter is not None:
+            rec["measured"][name]["linearity"] = {
+                "pages": [quarter.op.pages, main.op.pages],
+                "ns_per_page": [quarter.ns_per_page, main.ns_per_page],
+                "ratio": main.ns_per_page / quarter.ns_per_page}
 
 
 def stage39_breakdown(g: Guest, density: float, seed: int, reps: int) -> dict[str, float]:
@@ -740,9 +797,9 @@ def stage39_breakdown(g: Guest, density: float, seed: int, reps: int) -> dict[st
         saved = {(o, n): (g.machine if o == "machine" else g.st).__dict__.get(n) for o, n, _ in WATCHED}
         watch(g, timer)
         op.prepare()
-        t0 = time.perf_counter_ns()
+        t0 = clock()
         op.call()
-        timer.totals["total"] = time.perf_counter_ns() - t0
+        timer.totals["total"] = clock() - t0
         for (o, n), v in saved.items():           # unwrap
             obj = g.machine if o == "machine" else g.st
             if v is None:
@@ -764,25 +821,23 @@ def bench_targets(run: Run, result: dict[str, Any]) -> None:
     plan, progress = run.plan, run.progress
     reps = plan.reps
     # stage 00 on the walk guest: sync at the three densities, setup (scaled linearly)
-    progress("stage 00 at 0/5/100 % dirty (walk guest)")
     s00 = Guest(stage_class(0), min(plan.walk_bytes, plan.target_bytes), plan.layout)
-    s00_sync = {d: timed(make_op("sync", s00, d, plan.seed), max(1, min(reps, 3)), run.problems,
-                         f"stage 00 sync {d:.0%}") / s00.pages for d in TARGET_DENSITIES}
-    s00_setup = timed(make_op("setup", s00, 0.0, plan.seed), max(1, min(reps, 3)), run.problems,
-                      "stage 00 setup") / s00.pages
-    del s00
-
-    # stage 39 and the reference on the target guest
-    progress(f"stage 39 setup, {pages_text(plan.target_bytes >> TARGET_PAGE_BITS)}")
     big = Guest(stage_class(39), plan.target_bytes, plan.layout)
-    big_setup = timed(make_op("setup", big, 0.0, plan.seed), reps, run.problems, "stage 39 setup (target)")
+    setups = [Series(make_op("setup", s00, 0.0, plan.seed), "stage 00 setup (walk guest)"),
+              Series(make_op("setup", big, 0.0, plan.seed), "stage 39 setup (target guest)")]
+    in_rounds(setups, reps, run.problems, progress)
+    s00_setup, big_setup = setups[0].ns_per_page, setups[1].ns_per_page * big.pages
     ref = Reference(big.pages)
-    rows = []
+    rows, s00_sync = [], {}
     for d in TARGET_DENSITIES:
-        progress(f"stage 39 vs reference at {d:.0%} dirty, {big.pages} pages")
         _, whole, expected = big.log_for(d, plan.seed)
-        s39 = timed(make_op("sync", big, d, plan.seed), reps, run.problems, f"stage 39 sync {d:.0%}")
-        r = timed(ref.op(whole, expected), reps, run.problems, f"reference {d:.0%}")
+        three = [Series(make_op("sync", big, d, plan.seed), f"stage 39 sync {d:.0%}, target guest"),
+                 Series(ref.op(whole, expected), f"reference {d:.0%}, target guest"),
+                 Series(make_op("sync", s00, d, plan.seed), f"stage 00 sync {d:.0%}, walk guest")]
+        in_rounds(three, reps, run.problems, progress)
+        s39, r = (float(statistics.median(x.samples)) for x in three[:2])
+        s00_sync[d] = three[2].ns_per_page
+        progress(f"stage 39 sync {d:.0%}: where the time goes")
         parts = stage39_breakdown(big, d, plan.seed, reps)
         machine_ns = parts.get(MACHINE_PART, 0.0)
         rows.append({"density": d, "pages": big.pages,
@@ -792,15 +847,16 @@ def bench_targets(run: Run, result: dict[str, Any]) -> None:
                      "fold_00_to_39": s00_sync[d] / (s39 / big.pages),
                      "stage39_breakdown_ms": {k: v / 1e6 for k, v in parts.items()}})
         big.logs.pop(d, None)
-    del big, ref
+    del big, ref, s00
 
     # peak memory of the setup at stage 39
     progress(f"stage 39 setup of {plan.peak_bytes >> TARGET_PAGE_BITS} pages under tracemalloc")
     peak = peak_of_setup(plan)
-    progress("stage 39 setup timing, peak guest")
     g = Guest(stage_class(39), plan.peak_bytes, plan.layout)
-    peak_setup = timed(make_op("setup", g, 0.0, plan.seed), reps, run.problems, "stage 39 setup (peak)")
-    del g
+    one = [Series(make_op("setup", g, 0.0, plan.seed), "stage 39 setup (peak guest)")]
+    in_rounds(one, reps, run.problems, progress)
+    peak_setup = float(statistics.median(one[0].samples))
+    del g, one
 
     # targets
     main = {r["stage"]: r for r in result["stages"]}
@@ -903,7 +959,26 @@ def bench(plan: Plan, progress: Progress) -> dict[str, Any]:
     run = Run(plan, progress)
     t0 = time.perf_counter()
     load_before = load_average()
-    records = [stage_record(n, run) for n in plan.stages]
+    # the guests of every stage first, then the timed calls in rounds over all
+    # of them (per stage when the guests are too big to keep all at once)
+    staged = [stage_series(n, run) for n in plan.stages] if plan.interleave else []
+    if staged:
+        in_rounds([x for _, todo in staged for _, main, q in todo for x in (main, q) if x is not None],
+                  plan.reps, run.problems, progress)
+    else:
+        for n in plan.stages:
+            rec, todo = stage_series(n, run)
+            in_rounds([x for _, main, q in todo for x in (main, q) if x is not None], plan.reps,
+                      run.problems, progress, f"stage {n:02d} ")
+            staged.append((rec, [(name, main, q) for name, main, q in todo]))
+            for _, main, q in todo:                     # keep the samples, drop the guests
+                main.op = Op(None, None, None, main.op.pages)
+                if q is not None:
+                    q.op = Op(None, None, None, q.op.pages)
+    records = []
+    for rec, todo in staged:
+        fill_record(rec, todo)
+        records.append(rec)
     by = {r["stage"]: r for r in records}
     for r in records:
         for name in OPS:
@@ -911,11 +986,11 @@ def bench(plan: Plan, progress: Progress) -> dict[str, Any]:
             r[f"{name}_ratio_to_00"] = r[f"{name}_ns_per_page"] / base if base else None
 
     # the reference on the curve's guest
-    progress("reference on the curve's guest")
     g = Guest(stage_class(LAST), plan.main_bytes, plan.layout)      # for its blocks and log
     _, whole, expected = g.log_for(plan.density, plan.seed)
-    ref = Reference(g.pages)
-    ref_ns = timed(ref.op(whole, expected), plan.reps, run.problems, "reference") / g.pages
+    ref = [Series(Reference(g.pages).op(whole, expected), "reference, curve's guest")]
+    in_rounds(ref, plan.reps, run.problems, progress)
+    ref_ns = ref[0].ns_per_page
     del g, ref
 
     lin = [(r["stage"], name, m["linearity"]["ratio"]) for r in records
@@ -929,7 +1004,8 @@ def bench(plan: Plan, progress: Progress) -> dict[str, Any]:
                    "layout": plan.layout, "seed": plan.seed, "accel": CONFIG.accel,
                    "host_page_size": CONFIG.host_page_size,
                    "target_size_bytes": plan.target_bytes, "peak_size_bytes": plan.peak_bytes,
-                   "full_budget_ms": plan.full_budget_ns / 1e6},
+                   "full_budget_ms": plan.full_budget_ns / 1e6,
+                   "clock": next(k for k, v in CLOCKS.items() if v is clock)},
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
                     "load_average_before": load_before},
@@ -979,7 +1055,8 @@ def render(result: dict[str, Any]) -> str:
     cfg, out = result["config"], []
     out.append(f"dirty-ladder bench: guest {pages_text(cfg['pages'])}, layout {cfg['layout']}, "
                f"accel {cfg['accel']}, host pages {cfg['host_page_size'] // 1024} KiB, "
-               f"KVM log {cfg['density']:.0%} dirty, median of {cfg['reps']}")
+               f"KVM log {cfg['density']:.0%} dirty, median of {cfg['reps']}, "
+               f"{'wall clock (perf_counter_ns)' if cfg['clock'] == 'wall' else 'CPU time (process_time_ns)'}")
     m = result["machine"]
     load = ""
     if m.get("load_average_before") and m.get("load_average_after"):
@@ -1168,6 +1245,8 @@ def run(args: argparse.Namespace) -> int:
             print("bench: --plot needs matplotlib, which is not installed "
                   "(pip install 'dirty-ladder[plot]', or '.[plot]' from the source tree)", file=sys.stderr)
             return 2
+    global clock
+    clock = CLOCKS[args.clock]
     plan = Plan(main_bytes=args.size, walk_bytes=args.walk_size, density=args.density, reps=args.reps,
                 stages=list(args.stages), layout=args.layout, seed=args.seed,
                 targets=not args.no_targets, target_bytes=args.target_size, peak_bytes=args.peak_size,
@@ -1177,6 +1256,7 @@ def run(args: argparse.Namespace) -> int:
         result = bench(plan, progress)
     finally:
         progress.done()
+        clock = CLOCKS["wall"]
     if args.plot:
         plot(result, args.plot)
         result["plot"] = args.plot

@@ -88,12 +88,12 @@ def test_targets_and_setup_model_are_reported(tiny_json):
 
 
 def test_text_table_and_progress(capsys):
-    status = bench.main(TINY[:-1] + ["--no-targets", "--stages", "0,38-39"])
+    status = bench.main(TINY[:-1] + ["--no-targets", "--stages", "0,38-39", "--clock", "cpu"])
     out, err = capsys.readouterr()
     assert status == 0
     assert "sync" in out and "B/page" in out and "ref " in out
     assert [line[:2] for line in out.splitlines() if line[:2] in ("00", "38", "39")] == ["00", "38", "39"]
-    assert "targets:" not in out
+    assert "targets:" not in out and "CPU time" in out
     assert "bench" in err                                  # the progress line
 
 
