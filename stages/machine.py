@@ -203,7 +203,7 @@ class Machine:
             if log is None:
                 log = np.zeros(BITS_TO_LONGS(block.length // hps), dtype=np.uint64)
             section = MemoryRegionSection(block.mr, 0, block.length)
-            self.stage.kvm_get_dirty_pages_log_range(section, log.astype("<u8"))
+            self.stage.kvm_get_dirty_pages_log_range(section, log)   # bit i of word k: host page 64k+i
 
     def client_number(self, client: str) -> int:
         return getattr(self.stage, "DIRTY_MEMORY_" + client.upper())

@@ -50,9 +50,11 @@ class Stage(parent.Stage):
             nr = BITS_TO_LONGS(length >> TARGET_PAGE_BITS)
             src = self.ram_list.dirty_memory[self.DIRTY_MEMORY_MIGRATION][page:page + nr]
             dest = self.migration_bitmap[page:page + nr]
-            new_dirty = ~dest & src
+            # the bits new to dest, ctpopl(~dest[k] & src[k]) summed over the
+            # words: the population after the OR less the population before
+            before = int(np.bitwise_count(dest).sum())
             dest |= src
-            self.migration_dirty_pages += int(np.bitwise_count(new_dirty).sum())
+            self.migration_dirty_pages += int(np.bitwise_count(dest).sum()) - before
             src[:] = 0
         else:
             super().migration_bitmap_sync_range(start, length)
