@@ -633,3 +633,21 @@ def test_a_failing_stage_is_reported_in_one_line(tmp_path, monkeypatch, capsys):
     assert data["behaviours"][1]["result"] == {"error": "failed at op 2 (tcg_write): AssertionError: boom"}
     rc, out, err = inproc(capsys, "replay", path, "--all")
     assert rc == 0 and "stages 04-05: error: failed at op 2 (tcg_write): AssertionError: boom" in out
+
+
+def test_bench_subcommand_runs_a_tiny_configuration():
+    import json as _json
+    import subprocess
+    import sys as _sys
+    proc = subprocess.run([_sys.executable, "-m", "stages", "bench", "--size", "2M", "--walk-size", "1M",
+                           "--target-size", "4M", "--peak-size", "4M", "--no-targets",
+                           "--stages", "0,38-39", "--quiet", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = _json.loads(proc.stdout)
+    assert [r["stage"] for r in out["stages"]] == [0, 38, 39]
+    assert out["reference"]["sync_ns_per_page"] > 0
+    bad = subprocess.run([_sys.executable, "-m", "stages", "bench", "--density", "101"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in bad.stderr
