@@ -300,21 +300,10 @@ def load_register() -> list[Divergence]:
     return out
 
 
-def registered(rung: int) -> dict[str, Divergence]:
-    """signature -> entry, for one rung."""
-    return {sig: d for d in load_register() if d.rung == rung for sig in d.signatures}
 
 
-def collect(findings: Iterable[Finding | None]) -> dict[str, Finding]:
-    out: dict[str, Finding] = {}
-    for f in findings:
-        if f is not None and f.signature not in out:
-            out[f.signature] = f
-    return out
 
 
-def rung_names() -> list[int]:
-    return list(range(1, LAST + 1))
 
 
 def build_api_case(chooser, functions: list[str]) -> ApiCase:
