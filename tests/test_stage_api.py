@@ -114,3 +114,40 @@ def test_clear_dirty_flag_result(n):
         assert result == (0x0A if n < 14 else 0x06)   # code|migration left
     else:
         assert result is None
+
+
+@pytest.mark.parametrize("n", [p for p in STAGES if p.values[0] >= 6])
+def test_get_dirty_flag_reads_the_page_of_its_address_only(n):
+    # ram_list.phys_dirty[addr >> TARGET_PAGE_BITS] (7e5609a85), test_bit(addr >> ...)
+    # (19), get_dirty(addr, 1, client) (9f2c43e41, 23): one page, also at its last byte
+    m = _machine(n)
+    st = m.stage
+    load_dirty(st, {"vga": np.array([False, True]), "code": np.array([False, True]),
+                    "migration": np.array([False, True])})
+    for client in ("vga", "code", "migration"):
+        assert not st.cpu_physical_memory_get_dirty_flag(4095, _flag(st, client))
+        assert st.cpu_physical_memory_get_dirty_flag(4096, _flag(st, client))
+
+
+@pytest.mark.parametrize("n", STAGES)
+def test_kvm_log_range_returns_zero(n):
+    # kvm_get_dirty_pages_log_range: "return 0;" at every stage
+    from stages.machine import MemoryRegionSection
+    m = _machine(n)
+    block = m.ram_list.blocks[0]
+    log = np.zeros(1, dtype=np.uint64)
+    log[0] = 1
+    assert m.stage.kvm_get_dirty_pages_log_range(MemoryRegionSection(block.mr, 0, block.length), log) == 0
+
+
+@pytest.mark.parametrize("n", [p for p in STAGES if p.values[0] >= 18])
+def test_bitmap_zero_extend_clears_exactly_the_new_range(n):
+    # 164590a60: g_realloc to BITS_TO_LONGS(new_nbits) longs, then
+    # bitmap_clear(new, old_nbits, new_nbits - old_nbits); nothing else
+    bitmap_zero_extend = stage(n).bitmap_zero_extend
+    old = np.full(2, np.uint64((1 << 64) - 1))
+    new = bitmap_zero_extend(old, 10, 100)
+    bits = [(int(new[i // 64]) >> (i % 64)) & 1 for i in range(128)]
+    assert bits[:10] == [1] * 10 and bits[10:100] == [0] * 90 and bits[100:] == [1] * 28
+    grown = bitmap_zero_extend(np.full(1, np.uint64((1 << 64) - 1)), 64, 130)
+    assert grown.size == 3 and int(grown[0]) == (1 << 64) - 1 and int(grown[1]) == 0 and int(grown[2]) == 0
