@@ -151,3 +151,17 @@ def test_bitmap_zero_extend_clears_exactly_the_new_range(n):
     assert bits[:10] == [1] * 10 and bits[10:100] == [0] * 90 and bits[100:] == [1] * 28
     grown = bitmap_zero_extend(np.full(1, np.uint64((1 << 64) - 1)), 64, 130)
     assert grown.size == 3 and int(grown[0]) == (1 << 64) - 1 and int(grown[1]) == 0 and int(grown[2]) == 0
+
+
+@pytest.mark.parametrize("n", [p for p in STAGES if p.values[0] >= 38])
+def test_sync_range_refuses_a_range_past_the_migration_bitmap(n):
+    # migration_bitmap_sync_range (791fa2a24, aa8dc0447) writes migration_bitmap
+    # for every page of the range: one past its ram_pages bits would be out of
+    # bounds in C; refused before anything moves
+    from stages.bitmap import bitmap_new
+    m = _machine(n, pages=128, dirty=True)
+    st = m.stage
+    st.migration_bitmap = bitmap_new(64)
+    with pytest.raises(IndexError, match="migration_bitmap_sync_range"):
+        st.migration_bitmap_sync_range(0, 65 * 4096)
+    assert dirty_pages_of(st, "migration", 128).all() and st.migration_dirty_pages == 0
