@@ -165,3 +165,19 @@ def test_sync_range_refuses_a_range_past_the_migration_bitmap(n):
     with pytest.raises(IndexError, match="migration_bitmap_sync_range"):
         st.migration_bitmap_sync_range(0, 65 * 4096)
     assert dirty_pages_of(st, "migration", 128).all() and st.migration_dirty_pages == 0
+
+
+@pytest.mark.parametrize("n", [p for p in STAGES if p.values[0] < 38])
+def test_migration_bitmap_set_dirty_refuses_a_negative_offset(n):
+    # arch_init.c: migration_bitmap_set_dirty(MemoryRegion *mr, ram_addr_t offset)
+    # until 791fa2a24 (38): an unsigned offset; a negative one is refused even
+    # when mr->ram_addr + offset would land inside the bitmap
+    from stages.bitmap import bitmap_new
+    m = Machine(stage(n))
+    m.stage.qemu_ram_alloc_from_ptr(4096)
+    m.stage.qemu_ram_alloc_from_ptr(4096)
+    m.stage.migration_bitmap = bitmap_new(2)
+    second = next(b for b in m.ram_list.blocks if b.offset == 4096)
+    with pytest.raises(ValueError, match="offset"):
+        m.stage.migration_bitmap_set_dirty(second.mr, -4096)
+    assert int(m.stage.migration_bitmap[0]) == 0 and m.stage.migration_dirty_pages == 0
