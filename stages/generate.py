@@ -107,6 +107,33 @@ def _range(chooser: Chooser, block: Block, zero: bool = True) -> tuple[int, int]
     return addr, length
 
 
+ADDRESS_OPS = ("tb_translate", "tlb_fill", "is_clean", "tcg_write", "stl_phys_notdirty",
+               "dma_write", "set_dirty", "get_dirty", "test_and_clear_dirty", "reset_dirty")
+
+
+def place_op(chooser: Chooser, name: str, block: Block, addr=None, rng=None,
+             clients: Sequence[str] = CLIENTS) -> dict[str, Any]:
+    """One of ADDRESS_OPS inside ``block``, valid by construction: an address
+    op at ``addr(chooser, block, room)``, a range op over ``rng(chooser, block)``
+    (this module's ``_addr`` and ``_range`` unless given), a client from
+    ``clients``.  The invariant traces place their ops with their own choices."""
+    addr = addr or _addr
+    rng = rng or _range
+    if name in ("tb_translate", "tlb_fill", "is_clean"):
+        return {"op": name, "addr": addr(chooser, block, 1)}
+    if name == "tcg_write":
+        size = chooser.choice((1, 2, 4))
+        at = addr(chooser, block, size)
+        at -= max(0, (at % TARGET_PAGE_SIZE) + size - TARGET_PAGE_SIZE)   # stay in the page
+        return {"op": name, "addr": at, "size": size}
+    if name == "stl_phys_notdirty":
+        return {"op": name, "addr": addr(chooser, block, 4)}
+    start, length = rng(chooser, block)
+    if name in ("dma_write", "set_dirty"):
+        return {"op": name, "addr": start, "len": length}
+    return {"op": name, "addr": start, "len": length, "client": chooser.choice(clients)}
+
+
 def build_trace(chooser: Chooser, n_ops: int, config: Config | None = None) -> Trace:
     config = config or random_config(chooser)
     blocks: list[Block] = []
@@ -135,27 +162,14 @@ def build_trace(chooser: Chooser, n_ops: int, config: Config | None = None) -> T
             if len(blocks) > 1:
                 blocks.remove(block)
                 ops.append({"op": "ram_free", "offset": block.offset})
-        elif name in ("tb_translate", "tlb_fill", "is_clean"):
-            ops.append({"op": name, "addr": _addr(chooser, block, 1)})
-        elif name == "tcg_write":
-            size = chooser.choice((1, 2, 4))
-            addr = _addr(chooser, block, size)
-            addr -= max(0, (addr % TARGET_PAGE_SIZE) + size - TARGET_PAGE_SIZE)   # stay in the page
-            ops.append({"op": name, "addr": addr, "size": size})
-        elif name == "stl_phys_notdirty":
-            ops.append({"op": name, "addr": _addr(chooser, block, 4)})
         elif name == "kvm_write":
             hps = config.host_page_size
             host_pages = block.length // hps
             if host_pages:
                 addr = block.offset + chooser.integer(0, host_pages - 1) * hps + chooser.integer(0, hps - 1)
                 ops.append({"op": name, "addr": addr})
-        elif name in ("dma_write", "set_dirty"):
-            addr, length = _range(chooser, block, zero_lengths)
-            ops.append({"op": name, "addr": addr, "len": length})
-        elif name in ("get_dirty", "test_and_clear_dirty", "reset_dirty"):
-            addr, length = _range(chooser, block, zero_lengths)
-            ops.append({"op": name, "addr": addr, "len": length, "client": chooser.choice(CLIENTS)})
+        elif name in ADDRESS_OPS:
+            ops.append(place_op(chooser, name, block, rng=lambda c, b: _range(c, b, zero_lengths)))
         elif name == "migration_next":
             start = chooser.choice((0, 0, chooser.integer(0, block.length + TARGET_PAGE_SIZE)))
             ops.append({"op": name, "block": block.offset, "start": start})

@@ -88,7 +88,7 @@ from importlib import resources
 from collections.abc import Iterable
 from typing import Any
 
-from .generate import Chooser, RandomChooser, _weighted, random_config
+from .generate import ADDRESS_OPS, Chooser, RandomChooser, _weighted, place_op, random_config
 from .machine import Machine
 from .trace import (
     CLIENTS, TARGET_PAGE_BITS, TARGET_PAGE_SIZE, Block, Config, Trace, block_holding, find_ram_offset,
@@ -423,15 +423,6 @@ def build_trace(chooser: Chooser, n_ops: int, config: Config | None = None) -> T
             if len(blocks) > 1:
                 blocks.remove(block)
                 ops.append({"op": "ram_free", "offset": block.offset})
-        elif name in ("tb_translate", "tlb_fill", "is_clean"):
-            ops.append({"op": name, "addr": _addr(chooser, block, 1)})
-        elif name == "tcg_write":
-            size = chooser.choice((1, 2, 4))
-            addr = _addr(chooser, block, size)
-            addr -= max(0, (addr % TARGET_PAGE_SIZE) + size - TARGET_PAGE_SIZE)   # stay in the page
-            ops.append({"op": name, "addr": addr, "size": size})
-        elif name == "stl_phys_notdirty":
-            ops.append({"op": name, "addr": _addr(chooser, block, 4)})
         elif name == "kvm_write":
             hps = config.host_page_size
             host_pages = block.length // hps
@@ -439,13 +430,8 @@ def build_trace(chooser: Chooser, n_ops: int, config: Config | None = None) -> T
                 host = chooser.choice((0, 0, chooser.integer(0, host_pages - 1)))
                 addr = block.offset + host * hps + chooser.choice((0, TARGET_PAGE_SIZE, chooser.integer(0, hps - 1)))
                 ops.append({"op": name, "addr": min(addr, block.offset + (host + 1) * hps - 1)})
-        elif name in ("dma_write", "set_dirty"):
-            addr, length = _range(chooser, block)
-            ops.append({"op": name, "addr": addr, "len": length})
-        elif name in ("get_dirty", "test_and_clear_dirty", "reset_dirty"):
-            addr, length = _range(chooser, block)
-            ops.append({"op": name, "addr": addr, "len": length,
-                        "client": chooser.choice(_clients(name))})
+        elif name in ADDRESS_OPS:
+            ops.append(place_op(chooser, name, block, _addr, _range, _clients(name)))
         elif name == "migration_walk":
             pages = block.length // TARGET_PAGE_SIZE
             for _ in range(chooser.choice((1, 2, 3, pages + 1))):
