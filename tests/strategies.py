@@ -4,8 +4,8 @@ failures shrink)."""
 
 from hypothesis import strategies as st
 
-from stages.generate import RandomChooser, build_trace
-from stages.ladder import build_api_case
+from dirty_ladder.generate import RandomChooser, build_trace
+from dirty_ladder.rungs import build_api_case
 
 
 class HypothesisChooser:
@@ -31,7 +31,7 @@ def shrinkable_traces(draw, max_ops=40):
 @st.composite
 def traces(draw, max_ops=40):
     """A trace from a drawn seed: the builder's own, even spread of choices.
-    The rung tests reduce what they find with ddmin (stages.ladder.minimize),
+    The rung tests reduce what they find with ddmin (dirty_ladder.rungs.minimize),
     so Hypothesis's shrinking is not needed there."""
     chooser = RandomChooser(draw(st.integers(0, 2**63 - 1)))
     return build_trace(chooser, chooser.integer(3, max_ops))

@@ -1,4 +1,4 @@
-"""The bench (stages/bench.py) on a tiny configuration: the shape of what it
+"""The bench (dirty_ladder/bench.py) on a tiny configuration: the shape of what it
 reports, never its speeds (those are the bench's own output, not tests)."""
 
 import argparse
@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages import LAST, bench, stage
-from stages.views import raw_state
+from stages import LAST, stage
+from dirty_ladder import bench
+from dirty_ladder.views import raw_state
 
 ROOT = Path(__file__).resolve().parent.parent
 # 512-page curve; walks measured on 256 and 64 pages; targets on 1024 pages
@@ -155,7 +156,7 @@ def test_plot(tmp_path):
 
 
 def test_module_runs_on_its_own():
-    proc = subprocess.run([sys.executable, "-m", "stages.bench", "--help"], cwd=ROOT, check=False,
+    proc = subprocess.run([sys.executable, "-m", "dirty_ladder.bench", "--help"], cwd=ROOT, check=False,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     for option in ("--size", "--density", "--json", "--plot", "--walk-size", "--target-size", "--peak-size"):

@@ -1,7 +1,7 @@
-"""The command line (issue 3): ``python -m stages`` / ``dirty-ladder``.
+"""The command line (issue 3): ``python -m dirty_ladder`` / ``dirty-ladder``.
 
 Most tests run the real command line in a subprocess (``sys.executable -m
-stages ...``); the ones that loop over many stages call ``stages.cli.main``
+stages ...``); the ones that loop over many stages call ``dirty_ladder.cli.main``
 in-process, which is the console script's entry point.  Every user error must
 end with exit status 2, exactly one line on stderr and no traceback; the
 malformed-trace corpus below covers every case of shared/machine.md's
@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from stages import LAST, cli, ladder, stage
+from stages import LAST, stage
+from dirty_ladder import cli
+from dirty_ladder import rungs as ladder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,7 +60,7 @@ XEN_TRACE = {"format": "dirty-trace/1", "config": {"xen": True}, "ops": [{"op": 
 def run(*args: str, cwd: Path | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return subprocess.run([sys.executable, "-m", "stages", *args], check=False, cwd=cwd or ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "dirty_ladder", *args], check=False, cwd=cwd or ROOT, env=env,
                           input=stdin, capture_output=True, text=True, timeout=120)
 
 
@@ -104,13 +106,13 @@ def test_help_on_every_subcommand_has_an_example(capsys, words):
     assert re.search(r"^  dirty-ladder " + re.escape(" ".join(words)), out, re.MULTILINE), out
 
 
-def test_python_m_stages_help_and_console_script_declared():
+def test_python_m_dirty_ladder_help_and_console_script_declared():
     proc = run("--help")
-    assert proc.returncode == 0 and "usage: python -m stages" in proc.stdout
+    assert proc.returncode == 0 and "usage: python -m dirty_ladder" in proc.stdout
     for sub in ("list", "show", "diff", "replay", "check", "trace"):
         assert sub in proc.stdout
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert project["project"]["scripts"]["dirty-ladder"] == "stages.cli:main"
+    assert project["project"]["scripts"]["dirty-ladder"] == "dirty_ladder.cli:main"
     assert callable(cli.main)
 
 
@@ -535,7 +537,7 @@ def test_validate_subcommand(tmp_path, capsys):
 
 # ---------------------------------------------------------------- trace random
 def test_trace_random_stdout_is_valid_and_deterministic():
-    from stages.trace import loads
+    from dirty_ladder.trace import loads
     a = run("trace", "random", "--seed", "7", "--ops", "25")
     b = run("trace", "random", "--seed", "7", "--ops", "25")
     assert a.returncode == 0 and a.stdout == b.stdout
@@ -545,7 +547,7 @@ def test_trace_random_stdout_is_valid_and_deterministic():
 
 
 def test_trace_random_config_and_output_file(tmp_path):
-    from stages.trace import load
+    from dirty_ladder.trace import load
     out = tmp_path / "r.json"
     proc = run("trace", "random", "--seed", "3", "--ops", "12", "--host-page-size", "65536",
                "--accel", "kvm", "--xen", "-o", str(out))
@@ -639,7 +641,7 @@ def test_bench_subcommand_runs_a_tiny_configuration():
     import json as _json
     import subprocess
     import sys as _sys
-    proc = subprocess.run([_sys.executable, "-m", "stages", "bench", "--size", "2M", "--walk-size", "1M",
+    proc = subprocess.run([_sys.executable, "-m", "dirty_ladder", "bench", "--size", "2M", "--walk-size", "1M",
                            "--target-size", "4M", "--peak-size", "4M", "--no-targets",
                            "--stages", "0,38-39", "--quiet", "--json"],
                           capture_output=True, text=True, timeout=120)
@@ -647,7 +649,7 @@ def test_bench_subcommand_runs_a_tiny_configuration():
     out = _json.loads(proc.stdout)
     assert [r["stage"] for r in out["stages"]] == [0, 38, 39]
     assert out["reference"]["sync_ns_per_page"] > 0
-    bad = subprocess.run([_sys.executable, "-m", "stages", "bench", "--density", "101"],
+    bad = subprocess.run([_sys.executable, "-m", "dirty_ladder", "bench", "--density", "101"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert "Traceback" not in bad.stderr

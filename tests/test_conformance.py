@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from stages import LAST, stage
-from stages.machine import first_difference, replay
-from stages.trace import validate
+from dirty_ladder.machine import first_difference, replay
+from dirty_ladder.trace import validate
 
 DATA = Path(__file__).parent / "data" / "conformance.jsonl"
 VECTORS = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]

@@ -3,9 +3,9 @@
 from hypothesis import given, settings
 
 from stages import stage
-from stages.generate import random_trace
-from stages.machine import replay
-from stages.trace import validate
+from dirty_ladder.generate import random_trace
+from dirty_ladder.machine import replay
+from dirty_ladder.trace import validate
 
 from strategies import shrinkable_traces
 

@@ -1,5 +1,5 @@
-"""Invariants every stage must keep (stages/invariants.py), and the register
-of the places where a stage breaks one (stages/invariants.toml).
+"""Invariants every stage must keep (dirty_ladder/invariants.py), and the register
+of the places where a stage breaks one (dirty_ladder/invariants.toml).
 
 For each stage, Hypothesis generates valid invariant traces (every config:
 both accels, both host page sizes, Xen on and off) and each is replayed on
@@ -21,12 +21,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stages import LAST, stage
-from stages.generate import RandomChooser
-from stages.invariants import (
+from dirty_ladder.generate import RandomChooser
+from dirty_ladder.invariants import (
     CONFIG_NAMES, INVARIANTS, build_trace, check, entry_stages, judge, load_register, minimize,
     signatures,
 )
-from stages.trace import validate
+from dirty_ladder.trace import validate
 
 REGISTER = load_register()
 # examples per stage: the profile's max_examples (1000 under "ci") divided by
@@ -36,7 +36,7 @@ SCALE = 1
 
 @st.composite
 def invariant_traces(draw, max_ops=40):
-    """A trace from a drawn seed, built by stages.invariants.build_trace (the
+    """A trace from a drawn seed, built by dirty_ladder.invariants.build_trace (the
     ladder's ``traces`` strategy, with the invariant builder)."""
     chooser = RandomChooser(draw(st.integers(0, 2**63 - 1)))
     return build_trace(chooser, chooser.integer(5, max_ops))

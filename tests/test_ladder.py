@@ -2,7 +2,7 @@
 
 For each rung, Hypothesis generates valid traces (machine and representation
 levels) and random states with calls (API level).  Every difference is
-reduced to its signature (stages/ladder.py).  The rung passes only when the
+reduced to its signature (dirty_ladder/rungs.py).  The rung passes only when the
 signatures found are all in the divergence register for that rung and every
 register entry of the rung is found: an unregistered difference, or a
 registered one that the run no longer finds, stays red.
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 
 from stages import LAST, stage
-from stages.ladder import Budget, api_finding, api_functions, judge, trace_findings
+from dirty_ladder.rungs import Budget, api_finding, api_functions, judge, trace_findings
 
 from strategies import api_cases, traces
 

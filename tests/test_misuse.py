@@ -23,7 +23,7 @@ Each call must raise: AssertionError with the C condition where the C
 asserts, otherwise ValueError or IndexError whose message names the argument
 (for the dirty API itself: cpu_physical_memory_*, memory_region_*_dirty,
 migration_bitmap_*, kvm_get_dirty_pages_log_range), and nothing may have
-changed: the representation (stages.views.raw_state), the migration bitmap
+changed: the representation (dirty_ladder.views.raw_state), the migration bitmap
 and its counter, the TLB and the Xen log are compared before and after.
 
 The exec.c and cputlb.c callers (notdirty_mem_write, invalidate_and_set_dirty,
@@ -45,8 +45,8 @@ import pytest
 
 from stages import LAST, stage
 from stages.bitmap import BITS_TO_LONGS
-from stages.machine import Machine, MemoryRegionSection
-from stages.views import CLIENTS, load_dirty, raw_state
+from dirty_ladder.machine import Machine, MemoryRegionSection
+from dirty_ladder.views import CLIENTS, load_dirty, raw_state
 
 PAGES = 64
 END = PAGES * 4096

@@ -5,8 +5,8 @@ the entry's signatures, and agrees on every other rung it is not about."""
 import pytest
 
 from stages import LAST
-from stages.ladder import api_case, api_finding, load_register, trace_finding
-from stages.trace import validate
+from dirty_ladder.rungs import api_case, api_finding, load_register, trace_finding
+from dirty_ladder.trace import validate
 
 ENTRIES = load_register()
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from stages import LAST, stage
-from stages.machine import Machine
-from stages.views import dirty_pages_of, load_dirty, representation
+from dirty_ladder.machine import Machine
+from dirty_ladder.views import dirty_pages_of, load_dirty, representation
 
 STAGES = [pytest.param(n, id=f"stage{n:02d}") for n in range(LAST + 1)]
 
@@ -132,7 +132,7 @@ def test_get_dirty_flag_reads_the_page_of_its_address_only(n):
 @pytest.mark.parametrize("n", STAGES)
 def test_kvm_log_range_returns_zero(n):
     # kvm_get_dirty_pages_log_range: "return 0;" at every stage
-    from stages.machine import MemoryRegionSection
+    from dirty_ladder.machine import MemoryRegionSection
     m = _machine(n)
     block = m.ram_list.blocks[0]
     log = np.zeros(1, dtype=np.uint64)

@@ -96,8 +96,8 @@ def test_unknown_stage_is_refused():
 
 
 def test_representation_changes_at_19_only():
-    from stages.machine import Machine
-    from stages.views import representation
+    from dirty_ladder.machine import Machine
+    from dirty_ladder.views import representation
     kinds = [representation(Machine(stage(n)).stage) for n in range(LAST + 1)]
     assert kinds == ["bytes"] * 19 + ["bitmaps"] * 21
 

@@ -12,7 +12,7 @@ is killed) or all pass (it survives):
 2. the register's minimal traces and calls;
 3. the direct API tests of the mutated stage (tests/test_stage_api.py, and
    tests/test_misuse.py where it exists), run with pytest in this process;
-4. the rung checks of the mutated stage and the next one (stages.ladder.check_rung,
+4. the rung checks of the mutated stage and the next one (dirty_ladder.rungs.check_rung,
    machine, api and repr levels, ``--examples`` cases each): a mutant that
    makes a rung differ in an unregistered way, or lose a registered
    difference, is killed.
@@ -158,9 +158,9 @@ def _api_tests_fail(n: int) -> bool:
 
 
 def killed_by(n: int, vectors, examples: int) -> str | None:
-    from stages.ladder import api_case, api_finding, check_rung, load_register, trace_finding
-    from stages.machine import replay
-    from stages.trace import validate
+    from dirty_ladder.rungs import api_case, api_finding, check_rung, load_register, trace_finding
+    from dirty_ladder.machine import replay
+    from dirty_ladder.trace import validate
 
     def conformance(stage_n, sample):
         for v in sample:

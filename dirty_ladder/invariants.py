@@ -72,10 +72,10 @@ the first write to the page that no consumer reported and ``how`` says how
 it was done (:func:`_how`); for ``code``, ``op`` is the op after which a TB
 page was first dirty for CODE.  ``xen`` is not part of it: it only makes
 xen_modified_memory append to a log that no stage reads.
-``stages/invariants.toml`` records every break, with the signatures (their
+``dirty_ladder/invariants.toml`` records every break, with the signatures (their
 config part a pattern: ``*``, ``tcg,*``, ``kvm,65536``), the stages it breaks
 on, a minimal trace and why; tests/test_invariants.py checks that a run finds
-exactly that, and ``python -m stages.invariants`` prints it per stage.
+exactly that, and ``python -m dirty_ladder.invariants`` prints it per stage.
 """
 
 from __future__ import annotations
@@ -305,9 +305,9 @@ def shows(stage_class: type, trace: Trace, key: str) -> bool:
 
 
 def minimize(stage_class: type, trace: Trace, key: str) -> Trace:
-    """ddmin over the ops (stages.ladder.minimize) keeping the break ``key``
+    """ddmin over the ops (dirty_ladder.rungs.minimize) keeping the break ``key``
     on the stage; config values go back to their defaults where it survives."""
-    from .ladder import minimize as ddmin
+    from .rungs import minimize as ddmin
     return ddmin(trace, lambda t: shows(stage_class, t, key))
 
 
@@ -385,7 +385,7 @@ def _clients(op: str) -> tuple[str, ...]:
 
 
 def build_trace(chooser: Chooser, n_ops: int, config: Config | None = None) -> Trace:
-    """A valid trace for the invariants: like stages.generate's, without the
+    """A valid trace for the invariants: like dirty_ladder.generate's, without the
     ops that legitimately hide a write (see the module docstring), and with
     walks of the migration bitmap (runs of ``migration_next``) so that pages
     are sent and their next writes matter."""
@@ -466,7 +466,7 @@ def random_trace(seed: int, n_ops: int = 30, config: Config | None = None) -> Tr
 # ---------------------------------------------------------------- the register
 @dataclass
 class Entry:
-    """One recorded break (stages/invariants.toml)."""
+    """One recorded break (dirty_ladder/invariants.toml)."""
     id: str
     signatures: list[str]        # "invariant:op[:how]@config-pattern"
     stages: list[int]
@@ -531,7 +531,7 @@ def judge(n: int, invariant: str, found: Iterable[str], register: list[Entry] | 
 
 def entry_stages(entry: Entry) -> list[int]:
     """The stages on which the entry's minimal trace shows one of its breaks."""
-    from . import LAST, stage
+    from stages import LAST, stage
     trace = validate(entry.trace)
     return [n for n in range(LAST + 1)
             if any(entry.matches(s) for s in signatures(stage(n), trace, entry.invariants))]
@@ -540,7 +540,7 @@ def entry_stages(entry: Entry) -> list[int]:
 # ---------------------------------------------------------------- command line
 def explore(n: int, examples: int, seed: int = 0) -> dict[str, tuple[Trace, Break]]:
     """Signatures found on stage ``n`` in ``examples`` random invariant traces."""
-    from . import stage
+    from stages import stage
     found: dict[str, tuple[Trace, Break]] = {}
     cls = stage(n)
     for i in range(examples):
@@ -562,11 +562,11 @@ def _ranges(numbers: Iterable[int]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m stages.invariants [--examples N] [--seed S] [--stages 0-39]``:
+    """``python -m dirty_ladder.invariants [--examples N] [--seed S] [--stages 0-39]``:
     explore every stage, print per stage the breaks found against the register."""
     import argparse
-    from . import LAST
-    p = argparse.ArgumentParser(prog="python -m stages.invariants", description=main.__doc__)
+    from stages import LAST
+    p = argparse.ArgumentParser(prog="python -m dirty_ladder.invariants", description=main.__doc__)
     p.add_argument("--examples", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stages", default=f"0-{LAST}")

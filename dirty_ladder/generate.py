@@ -3,7 +3,7 @@
 One builder, two sources of choices: :class:`RandomChooser` (a seeded
 ``random.Random``, for the command line) and the Hypothesis chooser in
 ``tests/strategies.py`` (shrinkable).  The builder keeps the RAM layout as it
-goes, exactly as :func:`stages.trace.validate` replays it, so every trace it
+goes, exactly as :func:`dirty_ladder.trace.validate` replays it, so every trace it
 emits is valid; ``validate`` is still run on the result as a check.
 
 The choices lean towards the places where the series is delicate: zero

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bitmap import BITS_PER_LONG, BITS_TO_LONGS, bits_of, words_from_bits
+from stages.bitmap import BITS_PER_LONG, BITS_TO_LONGS, bits_of, words_from_bits
 
 CLIENTS = ("vga", "code", "migration")
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .bitmap import BITS_TO_LONGS, bits_of
+from stages.bitmap import BITS_TO_LONGS, bits_of
 from .views import dirty_pages_of
 from .trace import (
     RESULT_FORMAT, TARGET_PAGE_BITS, Block, Config, Trace,

@@ -1,4 +1,4 @@
-"""The ``dirty-ladder`` command (also ``python -m stages``): step through the
+"""The ``dirty-ladder`` command (also ``python -m dirty_ladder``): step through the
 ladder and put your own traces through it.
 
 Subcommands::
@@ -33,8 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import LAST, MODULES, UnknownStage, stage
-from .common import removed
+from stages import LAST, MODULES, UnknownStage, stage
+from stages.common import removed
 
 # Class attributes that describe a stage rather than belong to its API.
 META = frozenset({"STAGE", "TITLE", "UPSTREAM", "KIND", "DECLARED_IN"})
@@ -333,7 +333,7 @@ def _per_page_text(api: Api) -> str:
 # ------------------------------------------------------------------ the register
 def load_register_safely() -> list | None:
     """The register's entries, or None (with a warning) when it cannot be read."""
-    from . import ladder
+    from . import rungs as ladder
     try:
         return list(ladder.load_register())
     except Exception as exc:           # noqa: BLE001 -- e.g. a register being edited
@@ -806,7 +806,7 @@ def cmd_check(args) -> int:
         raise UserError(f"{args.prog}: give a rung number or --all, not both")
     if not args.all and args.rung is None:
         raise UserError(f"{args.prog}: give a rung number (1 to {LAST}) or --all")
-    from . import ladder
+    from . import rungs as ladder
     profiles = dict(ladder.PROFILES)
     if args.profile not in profiles:
         raise UserError(f"{args.prog}: unknown profile {args.profile!r}: choose from {', '.join(profiles)}")
@@ -1001,7 +1001,7 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
              f"{prog} check 30 --level machine --seed 7 --json",
              description="Runs random traces and API calls on both stages of each rung, reduces every "
                          "difference to a minimal trace and judges what it found against the register "
-                         "(stages/divergences.toml). A progress line per rung goes to stderr, a "
+                         "(dirty_ladder/divergences.toml). A progress line per rung goes to stderr, a "
                          "summary table to stdout. A difference the register does not list is written "
                          "as new-difference-rungNN-LEVEL-K.json in the current directory (replay it) "
                          "and the exit status is 1.")

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from . import stage
+from stages import stage
 from .machine import Machine, first_difference, replay
 from .trace import DEFAULT_CONFIG, TARGET_PAGE_SIZE, Config, Trace, TraceError, validate
 from .views import CLIENTS, client_flag, dirty_pages_of, load_dirty, raw_state, representation

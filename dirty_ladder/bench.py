@@ -1,7 +1,7 @@
 """The bench: what each of the 40 stages costs per page, and how close the last
 one is to what numpy can do (issue 4).
 
-``python -m stages bench`` (or ``python -m stages.bench``).  In one run:
+``python -m dirty_ladder bench`` (or ``python -m dirty_ladder.bench``).  In one run:
 
 - For every stage, on a guest of ``--size`` (default 4 GiB, accel kvm, 4 KiB
   host pages), the cost per page of the operations whose algorithm the series
@@ -58,9 +58,9 @@ from typing import Any
 
 import numpy as np
 
-from . import LAST, MODULES
-from . import stage as stage_class
-from .bitmap import BITS_TO_LONGS, bits_of, words_from_bits
+from stages import LAST, MODULES
+from stages import stage as stage_class
+from stages.bitmap import BITS_TO_LONGS, bits_of, words_from_bits
 from .machine import Machine
 from .trace import TARGET_PAGE_BITS, TARGET_PAGE_SIZE, Config
 from .views import client_flag, representation
@@ -151,7 +151,7 @@ def parse_reps(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The bench's options (``python -m stages bench`` and ``python -m stages.bench``)."""
+    """The bench's options (``python -m dirty_ladder bench`` and ``python -m dirty_ladder.bench``)."""
     parser.add_argument("--size", type=parse_size, default=4 * GiB, metavar="SIZE",
                         help="guest RAM of the per-stage curve (default 4G; multiple of 256K)")
     parser.add_argument("--density", type=parse_density, default=0.05, metavar="PCT",
@@ -622,7 +622,7 @@ class PeakProbe:
 def source_line(module: str, needle: str) -> str | None:
     """``stages/<module>.py:N`` of the first line containing ``needle``."""
     try:
-        mod = importlib.import_module(f"{__package__}.{module}")
+        mod = importlib.import_module(f"stages.{module}")
         lines, _ = inspect.getsourcelines(mod)
     except (ImportError, OSError, TypeError):
         return None
@@ -1276,7 +1276,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m dirty_ladder.bench", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))
 
