@@ -270,6 +270,7 @@ class Divergence:
     what: str
     explanation: str
     status: str                     # intended | fix | bug | benign
+    override: str                   # its behaviour change as code: a class of bridges.py
     fixed_upstream: str = ""
     trace: dict | None = None       # minimal trace (machine and repr levels)
     call: dict | None = None        # minimal call (api level), see api_case()
@@ -293,7 +294,7 @@ def load_register() -> list[Divergence]:
     for entry in tomllib.loads(text).get("divergence", []):
         out.append(Divergence(
             id=entry["id"], rung=entry["rung"], signatures=entry["signatures"], what=entry["what"],
-            explanation=entry["explanation"], status=entry["status"],
+            explanation=entry["explanation"], status=entry["status"], override=entry["override"],
             fixed_upstream=entry.get("fixed_upstream", ""),
             trace=json.loads(entry["trace"]) if "trace" in entry else None,
             call=json.loads(entry["call"]) if "call" in entry else None))
