@@ -268,7 +268,7 @@ def with_overrides(rung: int, names: tuple[str, ...]) -> type:
 def bridge(rung: int, register=None) -> type:
     """Stage ``rung - 1`` with the overrides of every register entry of the
     rung, in register order: what stage ``rung`` must equal exactly."""
-    from .rungs import load_register
+    from .register import load_register
     entries = [d for d in (register if register is not None else load_register()) if d.rung == rung]
     return with_overrides(rung, tuple(d.override for d in entries))
 

@@ -32,6 +32,7 @@ from typing import Any
 from stages import LAST, MODULES, UnknownStage, stage
 from stages.common import removed
 
+from .trace import format_trace
 from .model import (
     Api, bytes_text, function_of, per_page_text, spans, api_of, compute_diff, entries_by_rung,
     load_register_safely, module_path, resolve,
@@ -470,100 +471,102 @@ def cmd_check(args) -> int:
         raise UserError(f"{args.prog}: give a rung number or --all, not both")
     if not args.all and args.rung is None:
         raise UserError(f"{args.prog}: give a rung number (1 to {LAST}) or --all")
-    from . import rungs as ladder
-    profiles = dict(ladder.PROFILES)
-    if args.profile not in profiles:
-        raise UserError(f"{args.prog}: unknown profile {args.profile!r}: choose from {', '.join(profiles)}")
-    examples = args.examples if args.examples is not None else profiles[args.profile]
-    levels = tuple(dict.fromkeys(args.level)) if args.level else tuple(ladder.LEVELS)
-    rungs = list(range(1, LAST + 1)) if args.all else [args.rung]
-    tty = sys.stderr.isatty()
-    rows, any_new, written = [], False, []
-    for position, rung in enumerate(rungs, 1):
-        counts: dict[str, int] = {}
-        last_draw = [0.0]
-
-        def progress(level: str, i: int, rung=rung, counts=counts, last_draw=last_draw) -> None:
-            counts[level] = max(counts.get(level, 0), i)
-            if tty and time.monotonic() - last_draw[0] > 0.2:
-                last_draw[0] = time.monotonic()
-                sys.stderr.write(f"\rrung {rung:02d}: {level} {i}/{examples}   ")
-                sys.stderr.flush()
-
-        t0 = time.monotonic()
+    from . import check
+    from .compare import LEVELS
+    from .rungs import PROFILES
+    if args.profile not in PROFILES:
+        raise UserError(f"{args.prog}: unknown profile {args.profile!r}: choose from {', '.join(PROFILES)}")
+    if args.scope is not None and not args.exhaustive:
+        raise UserError(f"{args.prog}: --scope needs --exhaustive")
+    if args.exhaustive and (args.examples is not None or args.seed != 0):
+        raise UserError(f"{args.prog}: --examples and --seed are for the random check, not --exhaustive")
+    scope = None
+    if args.exhaustive:
+        from .explore import ScopeError, load_scope
         try:
-            report = ladder.check_rung(rung, examples, seed=args.seed, levels=levels, progress=progress)
-        except (tomllib.TOMLDecodeError, OSError) as exc:
-            raise Failure(f"cannot read the divergence register: {' '.join(str(exc).split())}") from None
-        elapsed = time.monotonic() - t0
-        run = sum(counts.values())
+            scope = load_scope(args.scope or "ci")
+        except ScopeError as exc:
+            raise UserError(f"scope {exc}") from None
+    examples = args.examples if args.examples is not None else PROFILES[args.profile]
+    levels = tuple(dict.fromkeys(args.level)) if args.level else LEVELS
+    how = check.How(examples=examples, seed=args.seed, scope=args.scope or "ci" if scope else None, levels=levels)
+    rungs = list(range(1, LAST + 1)) if args.all else [args.rung]
+    jobs = args.jobs if args.jobs is not None else (check.default_jobs() if len(rungs) > 1 else 1)
+    tty = sys.stderr.isatty()
+    last_draw = [0.0]
+    if scope is not None:
+        warn(scope.summary())
+
+    def progress(rung: int, info: dict) -> None:
+        if time.monotonic() - last_draw[0] < (0.2 if tty else 10):
+            return
+        last_draw[0] = time.monotonic()
+        if "examples" in info:
+            text = f"rung {rung:02d}: {info['level']} {info['examples']}/{examples}"
+        else:
+            rate = info["states"] / info["seconds"] if info.get("seconds") else 0
+            text = (f"rung {rung:02d}: {info['level']} depth {info.get('depth', '-')}, {info['states']} states, "
+                    f"{rate:,.0f} states/s")
+        if tty:
+            sys.stderr.write(f"\r{text}   \033[K")
+            sys.stderr.flush()
+        else:
+            warn(text)
+
+    rows: list[dict] = []
+    position = [0]
+
+    def done(result, seconds: float) -> None:
+        position[0] += 1
         if tty:
             sys.stderr.write("\r\033[K")
-        warn(f"[{position}/{len(rungs)}] rung {rung:02d} ({rung - 1:02d} -> {rung:02d}): {report.status} "
-             f"({run} examples, {elapsed:.1f} s)")
-        new = []
-        per_level: dict[str, int] = {}
-        for finding in report.new:
-            any_new = True
-            per_level[finding.level] = per_level.get(finding.level, 0) + 1
-            path = None
-            if finding.trace is not None:
-                path = f"new-difference-rung{rung:02d}-{finding.level}-{per_level[finding.level]}.json"
-                try:
-                    with open(path, "w", encoding="utf-8") as fh:
-                        fh.write(format_trace(finding.trace.as_dict()))
-                    written.append(path)
-                except OSError as exc:
-                    warn(f"error: cannot write {path}: {exc.strerror or exc}")
-                    path = None
-            new.append({"signature": finding.signature, "level": finding.level, "detail": finding.detail,
-                        "trace_file": path})
-        for entry in report.missing:
-            warn(f"warning: rung {rung:02d}: registered difference {entry.id} not found in {run} examples "
-                 f"(more --examples or --profile deep may find it)")
-        rows.append({"rung": rung, "examples_run": run, "examples_per_level": examples,
-                     "status": report.status,
-                     "explained": [e.id for e in report.explained],
-                     "missing": [e.id for e in report.missing],
-                     "new": new, "seconds": round(elapsed, 3)})
+        runs = "; ".join(f"{r.level}: {r.states} states, {r.verdict}" for r in result.runs) or result.how
+        warn(f"[{position[0]}/{len(rungs)}] rung {result.rung:02d} ({result.rung - 1:02d} -> {result.rung:02d}): "
+             f"{result.status} ({runs}; {seconds:.1f} s)")
+
+    try:
+        results = check.run(rungs, how, jobs, progress if jobs <= 1 else None, done)
+    except (tomllib.TOMLDecodeError, OSError) as exc:
+        raise Failure(f"cannot read the divergence register: {' '.join(str(exc).split())}") from None
+    any_bad = False
+    for result in results:
+        row = check.report(result)
+        row["files"] = []
+        if result.new:
+            try:
+                row["files"] = check.write_reproducers(result)
+            except OSError as exc:
+                warn(f"error: cannot write a reproducer: {exc.strerror or exc}")
+        any_bad = any_bad or not result.ok
+        rows.append(row)
     if args.json:
-        emit_json({"profile": args.profile if args.examples is None else None, "examples": examples,
-                   "seed": args.seed, "levels": list(levels), "rungs": rows, "new_difference": any_new})
-    else:
-        sw = max(len("status"), *(len(r["status"]) for r in rows))
-        out(f"{'rung':>4}  {'examples':>8}  {'status':<{sw}}  register entries")
-        for r in rows:
-            ids = (r["explained"] + [f"{i} (not found)" for i in r["missing"]]
-                   + [f"new: {f['signature']}" for f in r["new"]])
-            out(f"{r['rung']:>4}  {r['examples_run']:>8}  {r['status']:<{sw}}  {', '.join(ids) or '-'}")
-        for r in rows:
-            for f in r["new"]:
-                out()
-                out(f"rung {r['rung']:02d}: NEW DIFFERENCE {f['signature']}")
-                out(f"  {f['detail']}")
-                if f["trace_file"]:
-                    out(f"  minimal trace: {f['trace_file']}")
-                    out(f"  see it with: {args.top} replay {f['trace_file']} --all")
-                else:
-                    out("  (no trace: found by a direct API call)")
-    return 1 if any_new else 0
+        emit_json({"mode": "exhaustive" if scope else "random",
+                   "scope": scope.name if scope else None,
+                   "profile": args.profile if not scope and args.examples is None else None,
+                   "examples": None if scope else examples, "seed": None if scope else args.seed,
+                   "levels": list(levels), "rungs": rows, "ok": not any_bad})
+        return 1 if any_bad else 0
+    sw = max(len("status"), *(len(r["status"]) for r in rows))
+    checked = [check.checked_text(r) for r in rows]
+    cw = max(len("checked"), *(len(c) for c in checked))
+    out(f"{'rung':>4}  {'status':<{sw}}  {'checked':<{cw}}  register entries")
+    for r, text in zip(rows, checked):
+        ids = [e["id"] + (" (not reached)" if e["not_reached"] else "") for e in r["entries"]]
+        out(f"{r['rung']:>4}  {r['status']:<{sw}}  {text:<{cw}}  {', '.join(ids) or '-'}")
+    for result, r in zip(results, rows):
+        if result.ok:
+            continue
+        from .compare import problems
+        out()
+        out(f"rung {r['rung']:02d}: {r['status']}")
+        for line in problems(result):
+            out(f"  {line}")
+        for path in r["files"]:
+            out(f"  reproducer: {path}  (see it with: {args.top} replay {path} --all)")
+    return 1 if any_bad else 0
 
 
 # ------------------------------------------------------------------ trace
-def format_trace(obj: dict[str, Any]) -> str:
-    """A trace as JSON with one op per line, easy to edit."""
-    lines = ["{", f'  "format": {json.dumps(obj["format"])},', f'  "config": {json.dumps(obj["config"])},']
-    ops = obj["ops"]
-    if not ops:
-        lines.append('  "ops": []')
-    else:
-        lines.append('  "ops": [')
-        lines += [f"    {json.dumps(op)}" + ("," if i < len(ops) - 1 else "") for i, op in enumerate(ops)]
-        lines.append("  ]")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
 def cmd_trace_random(args) -> int:
     from .generate import random_trace
     from .trace import DEFAULT_CONFIG, Config
@@ -662,15 +665,25 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
 
     sp = add("check", "the differential check of rung N (stage N-1 -> N) or of every rung",
              f"{prog} check 27 --examples 200\n{prog} check --all --profile ci\n"
+             f"{prog} check 30 --exhaustive                  # every trace of the ci scope\n"
+             f"{prog} check --all --exhaustive --scope medium --json > medium.json\n"
              f"{prog} check 30 --level machine --seed 7 --json",
-             description="Runs random traces and API calls on both stages of each rung, reduces every "
-                         "difference to a minimal trace and judges what it found against the register "
-                         "(dirty_ladder/divergences.toml). A progress line per rung goes to stderr, a "
-                         "summary table to stdout. A difference the register does not list is written "
-                         "as new-difference-rungNN-LEVEL-K.json in the current directory (replay it) "
-                         "and the exit status is 1.")
+             description="Runs each rung's stages side by side: stage N-1, stage N-1 with each register "
+                         "entry's override, the bridge (all of them) and stage N. The bridge and stage N "
+                         "must be exactly equal; each override must differ from stage N-1 only where its "
+                         "entry says. By default on random traces and API calls (--examples, --profile, "
+                         "--seed); with --exhaustive on every trace and call of a scope (--scope: ci, "
+                         "medium, large, or a TOML file; see docs/exhaustive.md), breadth first, so each "
+                         "difference comes with a shortest trace. Progress goes to stderr, a summary "
+                         "table to stdout. A new difference is written as new-difference-rungNN-LEVEL-K.json "
+                         "(a trace) or .call.json (an API call) in the current directory, and the exit "
+                         "status is 1.")
     sp.add_argument("rung", type=rung_number, nargs="?", metavar="N", help=f"rung, 1 to {LAST}")
     sp.add_argument("--all", action="store_true", help="check every rung")
+    sp.add_argument("--exhaustive", action="store_true", help="every trace of a scope instead of random ones")
+    sp.add_argument("--scope", metavar="NAME|FILE", help="the scope of --exhaustive (default ci)")
+    sp.add_argument("--jobs", type=positive, metavar="J",
+                    help="rungs checked at once, in separate processes (default: the CPUs, with --all)")
     sp.add_argument("--examples", type=positive, metavar="K", help="examples per rung and level "
                     "(overrides --profile)")
     sp.add_argument("--profile", default="ci", metavar="NAME",

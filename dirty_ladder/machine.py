@@ -288,6 +288,79 @@ class Machine:
         }
 
 
+# What a Machine holds, and how clone() and key() treat each attribute.
+# tests/test_explore.py checks that this lists every attribute a machine has.
+MACHINE_FIELDS = ("config", "ram_list", "tb_count", "tb_ever", "tlb", "kvm_log", "xen_log",
+                  "migration_started", "migration_ram_pages", "stage")
+
+
+def _copy(value: Any) -> Any:
+    """A copy of one attribute of a machine, its RAM list or its stage, deep
+    enough that running ops on the copy leaves the original as it was.  What
+    they hold is at most one level deep: arrays, or lists and dicts of
+    arrays, blocks and numbers.  RAM blocks are never changed in place, so
+    they are shared."""
+    kind = type(value)
+    if kind is np.ndarray:
+        return value.copy()
+    if kind is list:
+        return [x.copy() if type(x) is np.ndarray else x for x in value]
+    if kind is dict:
+        return {k: x.copy() if type(x) is np.ndarray else x for k, x in value.items()}
+    if kind is set:
+        return set(value)
+    return value
+
+
+def _key(value: Any) -> Any:
+    """A hashable value equal for equal attributes: arrays by their bytes."""
+    kind = type(value)
+    if kind is np.ndarray:
+        return value.tobytes()
+    if kind is list or kind is tuple:
+        return tuple(x.tobytes() if type(x) is np.ndarray else (x.offset, x.length) if isinstance(x, Block)
+                     else x for x in value)
+    if kind is dict:
+        return tuple(sorted((k, x.tobytes() if type(x) is np.ndarray else x) for k, x in value.items()))
+    if kind is set:
+        return tuple(sorted(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def clone(machine: Machine) -> Machine:
+    """An independent copy of a machine and its stage, without replaying anything."""
+    new = object.__new__(Machine)
+    new.__dict__.update({name: _copy(value) for name, value in vars(machine).items()})
+    new.ram_list = object.__new__(RAMList)
+    new.ram_list.__dict__.update({k: _copy(v) for k, v in vars(machine.ram_list).items()})
+    st = object.__new__(type(machine.stage))
+    st.__dict__.update({name: _copy(value) for name, value in vars(machine.stage).items()})
+    st.machine, st.ram_list = new, new.ram_list
+    new.stage = st
+    return new
+
+
+def key(machine: Machine) -> tuple:
+    """Everything that decides what the machine does next, as a hashable
+    value: two machines with equal keys (and the same stage class) answer
+    every trace alike.  Left out: the config (fixed for a run), the Xen log
+    (append-only output: compare what each op adds) and how many TBs a page
+    holds (the machine only asks whether it holds any)."""
+    return (
+        tuple((name, _key(value)) for name, value in vars(machine.ram_list).items()),
+        tuple(sorted(p for p, n in machine.tb_count.items() if n)),
+        _key(machine.tb_ever),
+        _key(machine.tlb),
+        _key(machine.kvm_log),
+        machine.migration_started,
+        machine.migration_ram_pages,
+        tuple((name, _key(value)) for name, value in vars(machine.stage).items()
+              if name != "machine" and name != "ram_list"),
+    )
+
+
 def replay(stage_class: type, trace: Trace) -> dict[str, Any]:
     """Run a validated trace on a stage: the ``dirty-trace-result/1`` object."""
     machine = Machine(stage_class, trace.config)

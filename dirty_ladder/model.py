@@ -225,9 +225,9 @@ def per_page_text(api: Api) -> str:
 # ------------------------------------------------------------------ the register
 def load_register_safely() -> list | None:
     """The register's entries, or None (with a warning) when it cannot be read."""
-    from . import rungs as ladder
+    from .register import load_register
     try:
-        return list(ladder.load_register())
+        return list(load_register())
     except Exception as exc:           # noqa: BLE001 -- e.g. a register being edited
         warn(f"warning: cannot read the divergence register: {' '.join(str(exc).split())}")
         return None

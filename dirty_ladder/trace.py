@@ -257,6 +257,20 @@ def _check_op(name: str, v: dict, blocks: list[Block], config: Config, migrating
         raise TraceError(f"migration_next: {v['block']:#x} is not the offset of a RAM block", index)
 
 
+def format_trace(obj: dict[str, Any]) -> str:
+    """A trace as JSON with one op per line, easy to edit."""
+    lines = ["{", f'  "format": {json.dumps(obj["format"])},', f'  "config": {json.dumps(obj["config"])},']
+    ops = obj["ops"]
+    if not ops:
+        lines.append('  "ops": []')
+    else:
+        lines.append('  "ops": [')
+        lines += [f"    {json.dumps(op)}" + ("," if i < len(ops) - 1 else "") for i, op in enumerate(ops)]
+        lines.append("  ]")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
 def loads(text: str) -> Trace:
     try:
         raw = json.loads(text)

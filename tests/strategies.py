@@ -31,7 +31,7 @@ def shrinkable_traces(draw, max_ops=40):
 @st.composite
 def traces(draw, max_ops=40):
     """A trace from a drawn seed: the builder's own, even spread of choices.
-    The rung tests reduce what they find with ddmin (dirty_ladder.rungs.minimize),
+    The rung tests shrink what they find themselves (dirty_ladder.rungs.minimize),
     so Hypothesis's shrinking is not needed there."""
     chooser = RandomChooser(draw(st.integers(0, 2**63 - 1)))
     return build_trace(chooser, chooser.integer(3, max_ops))

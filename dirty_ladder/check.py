@@ -1,0 +1,141 @@
+"""Running the rung checks, one rung or all, and their reports as data.
+
+``dirty-ladder check`` and the tests call :func:`run`; a rung is checked
+either on random cases (:mod:`.rungs`, a number of examples) or exhaustively
+within a scope (:mod:`.explore`).  Rungs can run in parallel processes.
+:func:`report` turns a :class:`compare.RungResult` into the JSON the command
+prints, and :func:`write_reproducers` writes each new difference as a file a
+user can replay: a ``dirty-trace/1`` trace, or a ``dirty-call/1`` call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from .compare import LEVELS, Difference, RungResult
+
+CALL_FORMAT = "dirty-call/1"
+
+
+@dataclass(frozen=True)
+class How:
+    """How to check: ``scope`` (a name or file) for the exhaustive check,
+    else ``examples`` random cases from ``seed``."""
+    examples: int = 1000
+    seed: int = 0
+    scope: str | None = None
+    levels: tuple[str, ...] = LEVELS
+
+
+def check_one(rung: int, how: How, progress: Callable[[dict], None] | None = None) -> RungResult:
+    if how.scope is not None:
+        from .explore import check_rung, load_scope
+        return check_rung(rung, load_scope(how.scope), how.levels, progress=progress)
+    from .rungs import check_rung as random_check
+    step = (lambda level, i: progress({"level": level, "examples": i})) if progress else None
+    return random_check(rung, how.examples, how.seed, how.levels, step)
+
+
+def _check_in_child(rung: int, how: How) -> RungResult:
+    return check_one(rung, how)
+
+
+def run(rungs: Iterable[int], how: How, jobs: int = 1,
+        progress: Callable[[int, dict], None] | None = None,
+        done: Callable[[RungResult, float], None] | None = None) -> list[RungResult]:
+    """Check each rung; ``jobs`` processes at once (progress is then only
+    reported as each rung is done).  Results in rung order."""
+    import time
+    rungs = list(rungs)
+    results: dict[int, RungResult] = {}
+    if jobs <= 1 or len(rungs) == 1:
+        for rung in rungs:
+            t0 = time.monotonic()
+            results[rung] = check_one(rung, how, (lambda info, rung=rung: progress(rung, info)) if progress else None)
+            if done:
+                done(results[rung], time.monotonic() - t0)
+        return [results[r] for r in rungs]
+    t0 = time.monotonic()
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(_check_in_child, rung, how): rung for rung in rungs}
+        for future in as_completed(futures):
+            result = future.result()
+            results[result.rung] = result
+            if done:
+                done(result, time.monotonic() - t0)
+    return [results[r] for r in rungs]
+
+
+def default_jobs() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+# ------------------------------------------------------------------ reports
+def difference_dict(d: Difference) -> dict[str, Any]:
+    return {"signature": d.signature, "level": d.level, "place": d.place, "detail": d.detail,
+            "configs": sorted(d.config_dicts, key=lambda c: sorted(c.items())),
+            "trace": d.trace.as_dict() if d.trace is not None else None,
+            "call": call_file(d.call) if d.call is not None else None}
+
+
+def report(result: RungResult, seconds: float | None = None) -> dict[str, Any]:
+    return {
+        "rung": result.rung, "how": result.how, "status": result.status, "ok": result.ok,
+        "runs": [r.as_dict() for r in result.runs],
+        "seconds": None if seconds is None else round(seconds, 3),
+        "entries": [{"id": e.entry.id, "status": e.entry.status,
+                     "found": sorted({d.signature for d in e.found}),
+                     "unexplained": [difference_dict(d) for d in e.unexplained],
+                     "missing": e.missing if e.required else [],
+                     "not_reached": [] if e.required else e.missing} for e in result.entries],
+        "new": [difference_dict(d) for d in result.new],
+    }
+
+
+def checked_text(row: dict[str, Any]) -> str:
+    """What a report's rung check covered, in a few words."""
+    if not row["runs"]:
+        return row["how"]
+    parts = []
+    for run in row["runs"]:
+        if run["level"] == "api":
+            parts.append(f"api: {run['states']} states")
+        else:
+            how = "closed" if run["closed"] else "bounded"
+            parts.append(f"{run['level']}: {run['states']} states, depth {run['depth']} ({how})")
+    return "; ".join(parts)
+
+
+def call_file(call: dict[str, Any]) -> dict[str, Any]:
+    """A register-style call as a ``dirty-call/1`` object: a config, a
+    starting state (loaded directly, or reached by a trace), and the call."""
+    state = {k: call[k] for k in ("sizes", "clients", "spare", "tlb_dirty", "in_migration") if k in call}
+    out: dict[str, Any] = {"format": CALL_FORMAT, "config": call.get("config", {})}
+    if "trace" in call:
+        out["trace"] = call["trace"]
+    else:
+        out["state"] = state
+    out["call"] = {"function": call["function"], "args": call["args"]}
+    return out
+
+
+def write_reproducers(result: RungResult, directory: str = ".") -> list[str]:
+    """Write each new difference of a rung as a file; the paths written."""
+    from .trace import format_trace
+    written = []
+    count: dict[str, int] = {}
+    for d in result.new:
+        count[d.level] = count.get(d.level, 0) + 1
+        stem = os.path.join(directory, f"new-difference-rung{result.rung:02d}-{d.level}-{count[d.level]}")
+        if d.trace is not None:
+            path, text = stem + ".json", format_trace(d.trace.as_dict())
+        else:
+            path, text = stem + ".call.json", json.dumps(call_file(d.call), indent=1) + "\n"
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        written.append(path)
+    return written
