@@ -1,6 +1,6 @@
 """The checks that compare neighbouring stages, and the divergence register.
 
-Three levels, as the ladder issue defines them:
+Three levels:
 
 - machine: a trace is replayed on stage k-1 and stage k; the whole
   ``dirty-trace-result/1`` object (``stage`` aside) must be equal.

@@ -1,4 +1,4 @@
-"""The command line (issue 3): ``python -m dirty_ladder`` / ``dirty-ladder``.
+"""The command line: ``python -m dirty_ladder`` / ``dirty-ladder``.
 
 Most tests run the real command line in a subprocess (``sys.executable -m
 stages ...``); the ones that loop over many stages call ``dirty_ladder.cli.main``
