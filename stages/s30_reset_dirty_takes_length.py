@@ -24,7 +24,9 @@ Behaviour is NOT kept in two places (both registered):
 """
 
 from . import s29_is_dirty_to_is_clean as parent
-from .common import TARGET_PAGE_ALIGN, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_region, dirty_pages
+from .common import (
+    TARGET_PAGE_ALIGN, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_range, check_region, dirty_pages,
+)
 
 
 class Stage(parent.Stage):
@@ -46,6 +48,8 @@ class Stage(parent.Stage):
         """Note: start and end must be within the same ram block."""
         if length == 0:
             return
+        check_range(dirty_pages(self.ram_list), start, length, "cpu_physical_memory_reset_dirty",
+                    client=client, check_client=self._check_client)
         self.cpu_physical_memory_clear_dirty_range(start, length, client)
         if self.machine.tcg_enabled():
             self.tlb_reset_dirty_range_all(start, length)
@@ -56,7 +60,8 @@ class Stage(parent.Stage):
     def memory_region_test_and_clear_dirty(self, mr, addr: int, size: int, client: int) -> bool:
         assert mr.terminates, "assert(mr->terminates)"
         check_region(dirty_pages(self.ram_list), mr, addr, size,
-                     "memory_region_test_and_clear_dirty")
+                     "memory_region_test_and_clear_dirty", client=client,
+                     check_client=self._check_client)
         ret = self.cpu_physical_memory_get_dirty(mr.ram_addr + addr, size, client)
         if ret:
             self.cpu_physical_memory_reset_dirty(mr.ram_addr + addr, size, client)
@@ -64,5 +69,6 @@ class Stage(parent.Stage):
 
     def memory_region_reset_dirty(self, mr, addr: int, size: int, client: int) -> None:
         assert mr.terminates, "assert(mr->terminates)"
-        check_region(dirty_pages(self.ram_list), mr, addr, size, "memory_region_reset_dirty")
+        check_region(dirty_pages(self.ram_list), mr, addr, size, "memory_region_reset_dirty",
+                     client=client, check_client=self._check_client)
         self.cpu_physical_memory_reset_dirty(mr.ram_addr + addr, size, client)
