@@ -20,7 +20,8 @@ Behaviour is NOT kept in two places (both registered):
   unrounded ``length`` to ``cpu_tlb_reset_dirty_all``, so for an unaligned
   range the TLB reset covers ``[start & TARGET_PAGE_MASK, +length)`` and can
   miss the last page whose dirty bit was cleared: that page's TLB entry
-  stays dirty and later writes to it are not trapped.
+  stays dirty and later writes to it are not trapped.  Upstream still passes
+  the unrounded length in QEMU 4.1 (2019) and in a recent tree.
 """
 
 from . import s29_is_dirty_to_is_clean as parent
