@@ -25,9 +25,7 @@ Behaviour is NOT kept in two places (both registered):
 """
 
 from . import s29_is_dirty_to_is_clean as parent
-from .common import (
-    TARGET_PAGE_ALIGN, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_range, check_region, dirty_pages,
-)
+from .common import TARGET_PAGE_ALIGN, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_region, dirty_pages
 
 
 class Stage(parent.Stage):
@@ -49,8 +47,6 @@ class Stage(parent.Stage):
         """Note: start and end must be within the same ram block."""
         if length == 0:
             return
-        check_range(dirty_pages(self.ram_list), start, length, "cpu_physical_memory_reset_dirty",
-                    client=client, check_client=self._check_client)
         self.cpu_physical_memory_clear_dirty_range(start, length, client)
         if self.machine.tcg_enabled():
             self.tlb_reset_dirty_range_all(start, length)
