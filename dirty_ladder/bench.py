@@ -1,5 +1,5 @@
 """The bench: what each of the 40 stages costs per page, and how close the last
-one is to what numpy can do (issue 4).
+one is to what numpy can do.
 
 ``python -m dirty_ladder bench`` (or ``python -m dirty_ladder.bench``).  In one run:
 

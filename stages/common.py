@@ -6,9 +6,17 @@ asking the stage for it raises ``AttributeError`` (so ``hasattr`` is false),
 just as the C name no longer links.
 
 The ``check_*`` functions refuse, before anything is written, the arguments
-with which C would read or write outside the dirty state (or shift a client
-out of the flag byte); tests/test_misuse.py calls every stage's API with
+with which C would read or write outside the dirty state, and clients the
+dirty state cannot hold; tests/test_misuse.py calls every stage's API with
 them.  ``check_client`` is C's own assertion (stage 15 on).
+``check_flag_client`` is this model's choice for the stages before it, where
+C checked nothing: see its docstring for what C did with such a client.
+
+Each check names the function that makes it.  A range function that passes
+its client on to code which checks it (C's assertion, or the shift into the
+flag byte) checks the client first, by ``check_range``'s ``client``
+argument, so that a call wrong in both its client and its range fails on
+the client, as the C does: there the client is met before any memory is.
 """
 
 from __future__ import annotations
@@ -81,12 +89,27 @@ def check_page(array, addr: int, what: str, name: str = "addr") -> int:
     return check_addr(len(array), addr, what, name)
 
 
+# Clients 0-2 pass the client check of every stage (the flag byte's 0-7 before
+# stage 15, client < DIRTY_MEMORY_NUM from it): the range checks call a
+# stage's own check only for another client, which keeps the page walks fast.
+ANY_STAGE_CLIENTS = 3
+
+
 def check_range(npages: int, start: int, length: int, what: str,
-                start_name: str = "start", length_name: str = "length") -> None:
+                start_name: str = "start", length_name: str = "length",
+                client: int | None = None, check_client=None) -> None:
     """The pages ``[start >> TARGET_PAGE_BITS, TARGET_PAGE_ALIGN(start +
     length) >> TARGET_PAGE_BITS)`` that a range function walks must lie in the
     dirty state; ``start + length`` must not wrap round 2**64.  An empty walk
-    (an aligned start and a length of 0) touches nothing and passes anywhere."""
+    (an aligned start and a length of 0) touches nothing and passes anywhere.
+
+    ``check_client(client, what)``, given, runs first unless ``length`` is 0:
+    the stage's check of a client that the range function hands on to code
+    which checks it before it touches memory.  A length of 0 is left to the
+    C's own checks (an assertion at the top of a function the call reaches),
+    since the walk it makes is empty or, from an unaligned start, one page."""
+    if check_client is not None and length and not 0 <= client < ANY_STAGE_CLIENTS:
+        check_client(client, what)
     check_unsigned(start, what, start_name)
     check_unsigned(length, what, length_name)
     if start + length > RAM_ADDR_MAX + 1:
@@ -99,10 +122,14 @@ def check_range(npages: int, start: int, length: int, what: str,
                          f"past the end of the dirty memory ({npages} pages)")
 
 
-def check_end(npages: int, start: int, end: int, what: str) -> None:
+def check_end(npages: int, start: int, end: int, what: str,
+              client: int | None = None, check_client=None) -> None:
     """check_range for the ``(start, end)`` of cpu_physical_memory_reset_dirty
     before stage 30: an ``end`` before ``start`` is refused (C's unsigned
-    ``end - start`` would be a length of nearly 2**64)."""
+    ``end - start`` would be a length of nearly 2**64).  ``client`` and
+    ``check_client`` as for check_range, the length being ``end - start``."""
+    if check_client is not None and end != start and not 0 <= client < ANY_STAGE_CLIENTS:
+        check_client(client, what)
     check_unsigned(start, what, "start")
     check_unsigned(end, what, "end")
     if end < start:
@@ -111,9 +138,13 @@ def check_end(npages: int, start: int, end: int, what: str) -> None:
 
 
 def check_region(npages: int, mr, addr: int, size: int, what: str,
-                 addr_name: str = "addr", size_name: str = "size") -> None:
+                 addr_name: str = "addr", size_name: str = "size",
+                 client: int | None = None, check_client=None) -> None:
     """check_range for the ``(addr, size)`` of a memory_region_* call, which
-    are relative to ``mr``: the walk is from ``mr->ram_addr + addr``."""
+    are relative to ``mr``: the walk is from ``mr->ram_addr + addr``.
+    ``client`` and ``check_client`` as for check_range."""
+    if check_client is not None and size and not 0 <= client < ANY_STAGE_CLIENTS:
+        check_client(client, what)
     check_unsigned(addr, what, addr_name)
     check_unsigned(size, what, size_name)
     if mr.ram_addr + addr > RAM_ADDR_MAX:
@@ -149,7 +180,16 @@ def check_client(client: int, num: int, what: str) -> None:
 
 
 def check_flag_client(client: int, what: str) -> None:
-    """A client shifted into a flag of the byte (``1 << client``): only
-    clients 0-7 name a bit of it; C leaves any other undefined."""
+    """A client shifted into a flag of the byte, ``1 << client`` (memory.c
+    up to stage 12, the flag accessors at stages 13 and 14; C checks nothing
+    before stage 15).  Clients 0-7 name a bit of the byte: the three clients
+    and the spare bits, all accepted.  In C ``client`` is unsigned and ``1``
+    an int: a client from 8 to 30 is defined and touches no bit of the byte
+    (the uint8_t store, or the mask of the byte, keeps only its low eight
+    bits), so it reads as clean and clears and sets nothing; from 31 on (and
+    a negative client, a huge unsigned one) the shift of a 32-bit int is
+    undefined.  Refusing every client past the byte, with ValueError, is this
+    model's choice: such a client can only be a mistake, which C answered
+    with silence or worse."""
     if not 0 <= client < 8:
         raise ValueError(f"{what}: client {client} names no bit of the flag byte (1 << client)")

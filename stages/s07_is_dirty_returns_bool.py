@@ -11,11 +11,17 @@ the three client flags).
 ``cpu_physical_memory_is_dirty`` now returns
 ``vga && code && migration``, each read with
 ``cpu_physical_memory_get_dirty_flag``, instead of comparing the whole
-byte with 0xff.  Behaviour on the machine is kept because every path that
-sets the three flags at this stage also sets the five unused bits (0xff and
-0xfd writes) and nothing clears them.  At the API level it is not: a byte
-with the three flags but not the spare bits (0x0b) was "not dirty" and is
-now "dirty" (see the divergence register).
+byte with 0xff.  Behaviour on the machine is kept because no page of a
+block can have the three flags without the five unused bits:
+``qemu_ram_alloc_from_ptr`` sets a new block's bytes to 0xff, and only client
+bits are ever cleared (``CODE_DIRTY_FLAG`` by ``tlb_protect_code``, ``1 <<
+client`` for VGA and migration by memory.c), so the unused bits stay set
+from allocation on.  That remains so up to stage 10, although writes then set
+single flags (``notdirty_mem_write`` from stage 08; DMA, ``stl_phys_notdirty``
+and ``cpu_physical_memory_set_dirty`` from stage 10); stage 11 is the first
+where a new block gets the three flags only.  At the API level behaviour is
+not kept: a byte with the three flags but not the spare bits (0x0b) was "not
+dirty" and is now "dirty" (see the divergence register).
 """
 
 from . import s06_get_single_dirty_bit as parent

@@ -10,8 +10,10 @@ CODE with ``cpu_physical_memory_get_dirty_flag``, sets
 ``MIGRATION_DIRTY_FLAG`` then ``VGA_DIRTY_FLAG`` one by one, and asks
 ``cpu_physical_memory_is_dirty`` before ``tlb_set_dirty``.  Per client the
 behaviour is kept (CODE was never set by the old ``0xff & ~CODE`` either).
-The representation changes: the five unused bits are no longer set by a
-trapped write, which stage 07's three-flag ``is_dirty`` no longer looks at.
+A trapped write no longer sets the five unused bits, which stage 07's
+three-flag ``is_dirty`` no longer looks at; the bytes on the machine do not
+change, since the allocation has set those bits already and nothing clears
+them (stage 07).  The raw bytes first differ at stage 11.
 """
 
 from . import s07_is_dirty_returns_bool as parent

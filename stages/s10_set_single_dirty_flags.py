@@ -8,8 +8,10 @@ Kind: callers moved to single-flag calls.
 with two ``cpu_physical_memory_set_dirty_flag`` calls instead of
 ``set_dirty_flags(0xff & ~CODE_DIRTY_FLAG)``, and
 ``cpu_physical_memory_set_dirty`` sets MIGRATION, VGA and CODE one by one
-instead of ``0xff``.  Per client the behaviour is kept; the representation
-changes, since these paths stop setting the five unused bits of the byte.
+instead of ``0xff``.  Per client the behaviour is kept.  These paths stop
+setting the five unused bits of the byte, but the bytes on the machine do not
+change: the allocation has set those bits already and nothing clears them
+(stage 07).
 (``cpu_physical_memory_set_dirty`` has no caller at this stage.)
 """
 

@@ -12,6 +12,15 @@ client (``DIRTY_MEMORY_VGA`` 0, ``_CODE`` 1, ``_MIGRATION`` 3) and shifts
 ``1 << DIRTY_MEMORY_x`` is exactly the old ``x_DIRTY_FLAG`` for all three
 clients, so every byte operation touches the same bit.  The comment in
 memory.h that tied the two sets of numbers together goes.
+
+Misuse moves with the shift.  memory.c shifted the client at the call,
+whatever the range, so a client past the byte was refused (ValueError, see
+``common.check_flag_client``) even with an empty range.  Now each page of a
+walk shifts it, so a range function over an empty range (an aligned address
+and a length of 0) never meets the client, and C does nothing with it: such
+a call is accepted, as in C.  A non-empty walk meets it on its first page,
+before it touches memory, so the range functions check it first
+(``_check_client``).
 """
 
 import numpy as np
@@ -36,6 +45,14 @@ class Stage(parent.Stage):
     CODE_DIRTY_FLAG = removed("use DIRTY_MEMORY_CODE")
     MIGRATION_DIRTY_FLAG = removed("use DIRTY_MEMORY_MIGRATION")
 
+    def _check_client(self, client: int, what: str) -> None:
+        """The check a client meets in the flag accessors: here the shift
+        into the byte (``check_flag_client``), from stage 15 C's assertion.
+        The range functions below hand their client on to the accessors and
+        run this first (``check_range``'s ``client``), as C meets the client
+        on the first page before it touches memory."""
+        check_flag_client(client, what)
+
     # ---- include/exec/memory-internal.h ----------------------------------------------
     def cpu_physical_memory_get_dirty_flag(self, addr: int, client: int) -> bool:
         check_flag_client(client, "cpu_physical_memory_get_dirty_flag")
@@ -51,7 +68,8 @@ class Stage(parent.Stage):
         return vga and code and migration
 
     def cpu_physical_memory_get_dirty(self, start: int, length: int, client: int) -> int:
-        check_range(dirty_pages(self.ram_list), start, length, "cpu_physical_memory_get_dirty")
+        check_range(dirty_pages(self.ram_list), start, length, "cpu_physical_memory_get_dirty",
+                    client=client, check_client=self._check_client)
         ret = 0
         end = TARGET_PAGE_ALIGN(start + length)
         start &= TARGET_PAGE_MASK
@@ -82,7 +100,8 @@ class Stage(parent.Stage):
 
     def cpu_physical_memory_mask_dirty_range(self, start: int, length: int, client: int) -> None:
         check_range(dirty_pages(self.ram_list), start, length,
-                    "cpu_physical_memory_mask_dirty_range")
+                    "cpu_physical_memory_mask_dirty_range", client=client,
+                    check_client=self._check_client)
         end = TARGET_PAGE_ALIGN(start + length)
         start &= TARGET_PAGE_MASK
         addr = start
@@ -93,7 +112,8 @@ class Stage(parent.Stage):
     # ---- exec.c -----------------------------------------------------------------------
     def cpu_physical_memory_reset_dirty(self, start: int, end: int, client: int) -> None:
         """Note: start and end must be within the same ram block."""
-        check_end(dirty_pages(self.ram_list), start, end, "cpu_physical_memory_reset_dirty")
+        check_end(dirty_pages(self.ram_list), start, end, "cpu_physical_memory_reset_dirty",
+                  client=client, check_client=self._check_client)
         start &= TARGET_PAGE_MASK
         end = TARGET_PAGE_ALIGN(end)
         length = end - start
@@ -143,13 +163,15 @@ class Stage(parent.Stage):
     # ---- memory.c ---------------------------------------------------------------------
     def memory_region_get_dirty(self, mr, addr: int, size: int, client: int) -> bool:
         assert mr.terminates, "assert(mr->terminates)"
-        check_region(dirty_pages(self.ram_list), mr, addr, size, "memory_region_get_dirty")
+        check_region(dirty_pages(self.ram_list), mr, addr, size, "memory_region_get_dirty",
+                     client=client, check_client=self._check_client)
         return bool(self.cpu_physical_memory_get_dirty(mr.ram_addr + addr, size, client))
 
     def memory_region_test_and_clear_dirty(self, mr, addr: int, size: int, client: int) -> bool:
         assert mr.terminates, "assert(mr->terminates)"
         check_region(dirty_pages(self.ram_list), mr, addr, size,
-                     "memory_region_test_and_clear_dirty")
+                     "memory_region_test_and_clear_dirty", client=client,
+                     check_client=self._check_client)
         ret = bool(self.cpu_physical_memory_get_dirty(mr.ram_addr + addr, size, client))
         if ret:
             self.cpu_physical_memory_reset_dirty(mr.ram_addr + addr, mr.ram_addr + addr + size, client)
@@ -157,5 +179,6 @@ class Stage(parent.Stage):
 
     def memory_region_reset_dirty(self, mr, addr: int, size: int, client: int) -> None:
         assert mr.terminates, "assert(mr->terminates)"
-        check_region(dirty_pages(self.ram_list), mr, addr, size, "memory_region_reset_dirty")
+        check_region(dirty_pages(self.ram_list), mr, addr, size, "memory_region_reset_dirty",
+                     client=client, check_client=self._check_client)
         self.cpu_physical_memory_reset_dirty(mr.ram_addr + addr, mr.ram_addr + addr + size, client)

@@ -39,5 +39,7 @@ class Stage(parent.Stage):
         return ret
 
     def cpu_physical_memory_get_dirty_flag(self, addr: int, client: int) -> bool:
+        # cpu_physical_memory_get_dirty asserts the client before anything else
+        check_client(client, self.DIRTY_MEMORY_NUM, "cpu_physical_memory_get_dirty_flag")
         check_addr(dirty_pages(self.ram_list), addr, "cpu_physical_memory_get_dirty_flag")
         return bool(self.cpu_physical_memory_get_dirty(addr, 1, client))

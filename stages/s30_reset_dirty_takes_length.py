@@ -20,7 +20,8 @@ Behaviour is NOT kept in two places (both registered):
   unrounded ``length`` to ``cpu_tlb_reset_dirty_all``, so for an unaligned
   range the TLB reset covers ``[start & TARGET_PAGE_MASK, +length)`` and can
   miss the last page whose dirty bit was cleared: that page's TLB entry
-  stays dirty and later writes to it are not trapped.
+  stays dirty and later writes to it are not trapped.  Upstream still passes
+  the unrounded length in QEMU 4.1 (2019) and in a recent tree.
 """
 
 from . import s29_is_dirty_to_is_clean as parent
@@ -56,7 +57,8 @@ class Stage(parent.Stage):
     def memory_region_test_and_clear_dirty(self, mr, addr: int, size: int, client: int) -> bool:
         assert mr.terminates, "assert(mr->terminates)"
         check_region(dirty_pages(self.ram_list), mr, addr, size,
-                     "memory_region_test_and_clear_dirty")
+                     "memory_region_test_and_clear_dirty", client=client,
+                     check_client=self._check_client)
         ret = self.cpu_physical_memory_get_dirty(mr.ram_addr + addr, size, client)
         if ret:
             self.cpu_physical_memory_reset_dirty(mr.ram_addr + addr, size, client)
@@ -64,5 +66,6 @@ class Stage(parent.Stage):
 
     def memory_region_reset_dirty(self, mr, addr: int, size: int, client: int) -> None:
         assert mr.terminates, "assert(mr->terminates)"
-        check_region(dirty_pages(self.ram_list), mr, addr, size, "memory_region_reset_dirty")
+        check_region(dirty_pages(self.ram_list), mr, addr, size, "memory_region_reset_dirty",
+                     client=client, check_client=self._check_client)
         self.cpu_physical_memory_reset_dirty(mr.ram_addr + addr, size, client)

@@ -1,16 +1,19 @@
 """Stage 32: memory: split cpu_physical_memory_* functions to its own include
 
-Upstream: 220c3ebdd (a new header, include/exec/memory-internal.h, exec.c,
-cputlb.c, memory.c, plus arch_init.c and kvm-all.c which start including it).
-v2 named the new header include/exec/memory-physical.h; upstream merged it as
+Upstream: 220c3ebdd (a new header; include/exec/memory-internal.h loses what
+moves to it; cputlb.c, exec.c and memory.c start including it).  arch_init.c
+and kvm-all.c are not touched here: they start including the new header in
+the commits of stages 33 (12291ec18) and 34 (747afd5bc).  v2 named the new
+header include/exec/memory-physical.h; upstream merged it as
 include/exec/ram_addr.h (series.md, note D).  This ladder uses the v2 name.
 
 Kind: move of declarations.
 
 The ``cpu_physical_memory_*`` inlines, ``cpu_physical_memory_reset_dirty``
 and the ``qemu_ram_*`` prototypes leave memory-internal.h for the new header,
-so that arch_init.c and kvm-all.c can use them (stages 33 and 34).  No code
-changes; behaviour is kept.
+which cputlb.c, exec.c and memory.c include; arch_init.c and kvm-all.c will
+include it when they call these functions directly (stages 33 and 34).  No
+code changes; behaviour is kept.
 """
 
 from . import s31_set_dirty_tracking_void as parent

@@ -1,6 +1,7 @@
 """Stage 33: memory: unfold memory_region_test_and_clear()
 
-Upstream: 12291ec18 (arch_init.c).
+Upstream: 12291ec18 (arch_init.c, which also starts including the header of
+stage 32).
 
 Kind: inline (of a memory.c function into a caller in arch_init.c).
 

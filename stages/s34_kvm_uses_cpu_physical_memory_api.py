@@ -1,6 +1,7 @@
 """Stage 34: kvm: use directly cpu_physical_memory_* api for tracking dirty pages
 
-Upstream: 747afd5bc (kvm-all.c).
+Upstream: 747afd5bc (kvm-all.c, which also starts including the header of
+stage 32).
 
 Kind: inline (memory.c wrapper bypassed).
 

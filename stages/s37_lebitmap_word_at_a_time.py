@@ -20,7 +20,9 @@ Behaviour is NOT kept (registered):
   only when ``hpratio == 1``.
 - Xen is told ``xen_modified_memory(start, pages)``: a page count where a
   length in bytes belongs, and once per sync of an aligned block even when
-  its log is empty, instead of once per dirty host page.
+  its log is empty, instead of once per dirty host page.  Upstream
+  49dfcec40 (2015) made it a length in bytes; the single call per sync
+  stayed (still so in QEMU 4.1, 2019).
 """
 
 import numpy as np

@@ -19,13 +19,17 @@ Behaviour is NOT kept (registered):
   so under TCG the TLB entries of the synced pages are not reset to
   NOTDIRTY: a page that was written through a dirty TLB entry stays
   writable without a trap, and its next writes do not set its migration bit.
-  Migration can lose those writes.
+  Migration can lose those writes.  Fixed upstream in 2024 by 03bfc2188f
+  "physmem: Fix migration dirty bitmap coherency with TCG memory access".
 - it works on whole words: ``BITS_TO_LONGS(length >> TARGET_PAGE_BITS)``
   words from the block's first page, so when a block's length is not a
   multiple of 64 pages, the last word also takes (and clears) the pages
   after the block, which may belong to another block or to no block at all
   (a freed tail of RAM, even past ``ram_pages``, whose bits then count in
   ``migration_dirty_pages`` but lie outside the bitmap that is walked).
+  Fixed upstream in 2018 by aa777e297 "cpu_physical_memory_sync_dirty_bitmap:
+  Another alignment fix", which keeps the word path for lengths that are
+  whole words.
 """
 
 import numpy as np

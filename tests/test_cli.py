@@ -1,4 +1,4 @@
-"""The command line (issue 3): ``python -m dirty_ladder`` / ``dirty-ladder``.
+"""The command line: ``python -m dirty_ladder`` / ``dirty-ladder``.
 
 Most tests run the real command line in a subprocess (``sys.executable -m
 stages ...``); the ones that loop over many stages call ``dirty_ladder.cli.main``
@@ -211,14 +211,30 @@ def test_show_function_source_in_force():
     assert "stages/s13_dirty_memory_clients.py" in proc.stdout
 
 
-def test_show_function_alias_json(capsys):
+def test_show_renamed_function_json(capsys):
     rc, out, _ = inproc(capsys, "show", "27", "cpu_physical_memory_clear_dirty_range", "--json")
     fn = json.loads(out)["function"]
     assert rc == 0
     assert fn["last_changed"] == 25 and fn["defined_in"] == "stages/s25_rename_mask_to_clear.py"
-    assert fn["alias_of"] == "cpu_physical_memory_mask_dirty_range"
-    assert fn["source"].startswith("def cpu_physical_memory_mask_dirty_range(")
+    assert fn["alias_of"] is None
+    assert fn["source"].startswith("def cpu_physical_memory_clear_dirty_range(")
     assert fn["declared_in"] == "include/exec/memory-internal.h"
+
+
+def test_function_bound_under_another_name_is_an_alias():
+    from dirty_ladder.model import function_of
+
+    class Parent:
+        DECLARED_IN = {}
+
+        def old_name(self, start: int) -> None:
+            pass
+
+    class Child(Parent):
+        new_name = Parent.old_name
+
+    fn = function_of(Child, "new_name")
+    assert fn.alias_of == "old_name" and fn.owner is Child and fn.signature == "(start: int) -> None"
 
 
 def test_show_unknown_function_is_one_line():
@@ -269,9 +285,11 @@ def test_diff_25_json(capsys):
     d = json.loads(out)
     assert d["renamed"] == [{"from": "cpu_physical_memory_mask_dirty_range",
                              "to": "cpu_physical_memory_clear_dirty_range",
-                             "likely": True, "reason": "same function object"}]
+                             "likely": True, "reason": "same body"}]
     assert d["added"] == [] and d["removed"] == []
-    assert [c["name"] for c in d["changed_functions"]] == ["cpu_physical_memory_reset_dirty"]
+    assert [c["name"] for c in d["changed_functions"]] == [
+        "cpu_physical_memory_reset_dirty",
+        "cpu_physical_memory_mask_dirty_range -> cpu_physical_memory_clear_dirty_range"]
 
 
 def test_diff_representation_constants_signatures_declarations(capsys):

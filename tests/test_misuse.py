@@ -17,20 +17,33 @@ arguments that are wrong in one way:
   where C asserts ``client < DIRTY_MEMORY_NUM``, 3 and -1 (an unsigned huge
   number in C); at stages 13-14, where the client is shifted into the flag byte,
   8 and -1; before stage 13, where memory.c shifts ``1 << client`` into a flag
-  for the byte, the same.
+  for the byte, the same;
+- ``client-and-address``: such a client and an address past the end (or
+  negative) together.  The C meets the client first (its assertion, or its
+  shift, comes before the memory it would touch), so the client's error is
+  expected.
 
 Each call must raise: AssertionError with the C condition where the C
 asserts, otherwise ValueError or IndexError whose message names the argument
 (for the dirty API itself: cpu_physical_memory_*, memory_region_*_dirty,
 migration_bitmap_*, kvm_get_dirty_pages_log_range), and nothing may have
 changed: the representation (dirty_ladder.views.raw_state), the migration bitmap
-and its counter, the TLB and the Xen log are compared before and after.
+and its counter, the TLB and the Xen log are compared before and after.  The
+message starts with the name of the function called, as the stage names it.
 
 The exec.c and cputlb.c callers (notdirty_mem_write, invalidate_and_set_dirty,
 stl_phys_notdirty, tlb_protect_code, tlb_unprotect_code_phys, tlb_set_page)
-are called with bad addresses too; they fail in the dirty API they call, so
-their message names that function's address argument (an ``addr`` or
-``start``), not theirs.
+and the one-line accessors built on the flag accessors (is_dirty, is_clean,
+set_dirty) are called with bad addresses too; they pass the address on and
+fail in the dirty API they call, so their message names that function (one
+the stage has) and its address argument (an ``addr`` or ``start``).  So does
+cpu_physical_memory_reset_dirty from stage 30 on, which hands its start,
+length and client unchanged to cpu_physical_memory_clear_dirty_range.
+
+A client with an empty range (an aligned address, a length of 0) is checked
+apart, in test_client_with_an_empty_range: the C meets the client there only
+where it shifts it at the call (memory.c, stages 00-12) or asserts it at the
+top of a function (stage 20 and 23 on).
 
 What C defines is not misuse: ``migration_bitmap_find_and_reset_dirty`` with
 a ``start`` past its block finds nothing and says so; clients 3-7 at stage 14
@@ -57,6 +70,8 @@ LENGTH = {"length", "size", "pages", "end"}
 DIRTY_API = ("cpu_physical_memory_", "memory_region_", "migration_bitmap_", "kvm_get_dirty_pages_log_range")
 CALLERS = ("notdirty_mem_write", "invalidate_and_set_dirty", "stl_phys_notdirty", "tlb_protect_code",
            "tlb_unprotect_code_phys", "tlb_set_page")
+PASS_ON = CALLERS + ("cpu_physical_memory_is_dirty", "cpu_physical_memory_is_clean",
+                     "cpu_physical_memory_set_dirty")
 SKIP = {"migration_bitmap_sync", "cpu_physical_memory_set_dirty_tracking"}
 
 
@@ -149,7 +164,7 @@ def _argument(params, case):
     """The parameter a case makes wrong."""
     if case in ("addr-past-end", "negative-addr"):
         names = [p for p in params if p in ADDRESS] or ["section"]
-    elif case == "client-out-of-range":
+    elif case in ("client-out-of-range", "client-and-address"):
         names = ["client"]
     else:
         names = [p for p in params if p in LENGTH] or ["section"]
@@ -183,17 +198,25 @@ def _cases(n, case):
         elif case == "length-past-end" and has_length:
             out.append((name, dict(addr=END - 4 * 4096, length=8 * 4096), IndexError, wrong))
         elif case == "client-out-of-range" and has_client:
-            if hasattr(m.stage, "DIRTY_MEMORY_NUM") and n >= 15:
-                for client in (3, -1):
-                    out.append((name, dict(client=client), AssertionError, "assert(client < DIRTY_MEMORY_NUM)"))
-            else:
-                for client in (8, -1):
-                    out.append((name, dict(client=client), ValueError, "client"))
+            for client, expected, named in _bad_clients(n):
+                out.append((name, dict(client=client), expected, named))
+        elif case == "client-and-address" and has_client:
+            for client, expected, named in _bad_clients(n):
+                for addr in (END, FAR, -4096):
+                    out.append((name, dict(client=client, addr=addr), expected, named))
     return out
 
 
+def _bad_clients(n):
+    """(client, exception, what the message holds): from stage 15 C's
+    assertion; before, a client past the flag byte (this model's choice)."""
+    if n >= 15:
+        return [(client, AssertionError, "assert(client < DIRTY_MEMORY_NUM)") for client in (3, -1)]
+    return [(client, ValueError, "client") for client in (8, -1)]
+
+
 CASES = ("addr-past-end", "negative-addr", "negative-length", "length-overflow", "length-past-end",
-         "client-out-of-range")
+         "client-out-of-range", "client-and-address")
 
 
 @pytest.mark.parametrize("n, case", [pytest.param(n, c, id=f"stage{n:02d}-{c}")
@@ -211,6 +234,13 @@ def test_misuse_raises_and_changes_nothing(n, case):
             getattr(m.stage, name)(*args)
         except expected as exc:
             message = str(exc)
+            where = message.split(":", 1)[0]
+            if (name in PASS_ON and case in ("addr-past-end", "negative-addr")
+                    or name == "cpu_physical_memory_reset_dirty" and n >= 30):
+                if not hasattr(m.stage, where):
+                    problems.append(f"{call}: the message names {where!r}, which stage {n} does not have")
+            elif where != name:
+                problems.append(f"{call}: the message names {where!r}, not the function called: {message}")
             if name in CALLERS and case in ("addr-past-end", "negative-addr"):
                 if not re.search(r"\b(addr|start)\b", message):
                     problems.append(f"{call}: {expected.__name__} does not name the address: {message}")
@@ -243,3 +273,59 @@ def test_valid_arguments_still_work(n):
             if name == "notdirty_mem_write":
                 continue            # TB code below it; covered by the conformance vectors
             getattr(m.stage, name)(*args)
+
+
+def _meets_client_on_an_empty_range(n, name):
+    """Where the C meets a client when the range is empty (an aligned
+    address, a length of 0), read off the upstream commits: the name of the
+    function whose shift or assertion it meets, or None (C does nothing).
+
+    - stages 00-12: memory.c shifts ``1 << client`` at the call, whatever the
+      range;
+    - 13-22: the shift (and from 15 the assertion) is in the flag accessors,
+      met once per page: an empty walk meets none;
+    - from 20 (86a49582d) cpu_physical_memory_mask_dirty_range, renamed
+      _clear_dirty_range at 25, asserts on entry; from 23 (9f2c43e41) so does
+      cpu_physical_memory_get_dirty, which memory_region_get_dirty and
+      memory_region_test_and_clear_dirty call first;
+    - cpu_physical_memory_reset_dirty returns before anything for a length of
+      0, so memory_region_reset_dirty never meets it from stage 13 on."""
+    if name.startswith("memory_region_") and n <= 12:
+        return name
+    if name in ("cpu_physical_memory_mask_dirty_range", "cpu_physical_memory_clear_dirty_range") and n >= 20:
+        return name
+    if name in ("cpu_physical_memory_get_dirty", "memory_region_get_dirty",
+                "memory_region_test_and_clear_dirty") and n >= 23:
+        return "cpu_physical_memory_get_dirty"
+    return None
+
+
+@pytest.mark.parametrize("n", [pytest.param(n, id=f"stage{n:02d}") for n in range(LAST + 1)])
+def test_client_with_an_empty_range(n):
+    problems, checked = [], 0
+    for name, params in functions(n):
+        if "client" not in params or not set(params) & LENGTH:
+            continue
+        where = _meets_client_on_an_empty_range(n, name)
+        for client, expected, named in _bad_clients(n):
+            checked += 1
+            m = _machine(n)
+            args = _call_args(m, name, params, addr=4096, length=0, client=client)
+            before = _snapshot(m)
+            call = f"{name}(addr=4096, length=0, client={client})"
+            try:
+                getattr(m.stage, name)(*args)
+            except expected as exc:
+                if where is None:
+                    problems.append(f"{call}: raised {exc!r}, but C does nothing with the client here")
+                elif not str(exc).startswith(where + ":") or named not in str(exc):
+                    problems.append(f"{call}: {exc!r} should name {where} and {named!r}")
+            except Exception as exc:       # noqa: BLE001 - report the wrong kind of failure
+                problems.append(f"{call}: raised {type(exc).__name__}({exc})")
+            else:
+                if where is not None:
+                    problems.append(f"{call}: returned, but C meets the client in {where}")
+            if _snapshot(m) != before:
+                problems.append(f"{call}: changed the state")
+    assert checked, "every stage has a function with a client and a range"
+    assert not problems, f"stage {n}:\n" + "\n".join(problems)

@@ -108,3 +108,15 @@ def test_declared_in_lists_exactly_what_exists(n):
     for name in S.DECLARED_IN:
         assert hasattr(S, name) or name in ("CPUWriteMemoryFunc", "CPUReadMemoryFunc"), \
             f"stage {n} declares {name}, which it no longer has"
+
+
+def test_user_facing_text_names_no_tracker_issue():
+    """Help text, docstrings and the README speak to users, who do not see
+    the project's issue tracker: no "issue 4" in them."""
+    files = [ROOT / "README.md", ROOT / "CHANGELOG.md", *ROOT.glob("docs/*.md"),
+             *ROOT.glob("stages/*.py"), *ROOT.glob("dirty_ladder/*.py"), *ROOT.glob("dirty_ladder/*.toml"),
+             *ROOT.glob("tests/*.py")]
+    pattern = re.compile(r"\bissues? #?\d+")
+    found = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in files if p.name != "test_stages.py"
+             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not found, "\n".join(found)
