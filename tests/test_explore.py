@@ -12,6 +12,8 @@
 Run one rung with ``pytest tests/test_explore.py -k rung30``.
 """
 
+import functools
+
 import pytest
 
 from stages import LAST, stage
@@ -45,42 +47,47 @@ def _xen_length_plus_one(self, start, length):
     self.machine.xen_modified_memory(start, length + 1)
 
 
+def _or_flags(st, addr, flags):
+    st.ram_list.phys_dirty[addr >> 12] |= flags
+
+
+# rung -> (function of stage N, what the planted version does after the real one)
+PLANTS = {
+    2: ("cpu_physical_memory_set_dirty_flags",            # also sets the CODE flag
+        lambda self, r, addr, flags: _or_flags(self, addr, self.CODE_DIRTY_FLAG)),
+    7: ("cpu_physical_memory_is_dirty",                   # forgets the migration flag
+        lambda self, r, addr: self.cpu_physical_memory_get_dirty_flag(addr, self.VGA_DIRTY_FLAG)
+        and self.cpu_physical_memory_get_dirty_flag(addr, self.CODE_DIRTY_FLAG)),
+    9: ("cpu_physical_memory_get_dirty", lambda self, r, *args: 2 if r else 0),
+    11: ("cpu_physical_memory_set_dirty",                 # sets a spare bit again
+         lambda self, r, addr: self.cpu_physical_memory_set_dirty_flag(addr, 0x10)),
+    14: ("cpu_physical_memory_set_dirty_flag",            # also sets the old migration bit
+         lambda self, r, addr, client: _or_flags(self, addr, 0x08) if client == 2 else None),
+    17: ("cpu_physical_memory_clear_dirty_flag", lambda self, r, *args: 0),
+    24: ("cpu_physical_memory_get_dirty", lambda self, r, start, length, client: r or length == 0),
+    30: ("tlb_reset_dirty_range_all",                     # also re-protects the page after the range
+         lambda self, r, start, length: self.machine.cpu_tlb_reset_dirty_all((start + length) & ~0xfff, 1)),
+    31: ("cpu_physical_memory_set_dirty_tracking", lambda self, r, enable: False),
+    37: ("cpu_physical_memory_set_dirty_lebitmap",        # tells Xen once more
+         lambda self, r, bitmap, start, pages: self.machine.xen_modified_memory(start, pages)),
+    39: ("migration_bitmap_sync_range",                   # counts one page too many
+         lambda self, r, start, length: setattr(self, "migration_dirty_pages",
+                                                self.migration_dirty_pages + (start == 0))),
+}
+
+
 def _plant(rung):
     """(function name, replacement) for a second mistake in stage ``rung``, at
     a place where the rung already differs from the stage before."""
-    cls = stage(rung)
+    if rung == 27:
+        return "cpu_physical_memory_set_dirty_range", _xen_length_plus_one
+    name, change = PLANTS[rung]
+    original = getattr(stage(rung), name)
 
-    def wrap(name, change):
-        original = getattr(cls, name)
-
-        def planted(self, *args):
-            return change(self, original(self, *args), *args)
-        return name, planted
-
-    return {
-        2: wrap("cpu_physical_memory_set_dirty_flags",            # also sets the spare bit 0x80
-                lambda self, r, addr, flags: self.cpu_physical_memory_set_dirty_flag(addr, 0x80)),
-        7: wrap("cpu_physical_memory_is_dirty",                   # forgets the migration flag
-                lambda self, r, addr: self.cpu_physical_memory_get_dirty_flag(addr, self.VGA_DIRTY_FLAG)
-                and self.cpu_physical_memory_get_dirty_flag(addr, self.CODE_DIRTY_FLAG)),
-        9: wrap("cpu_physical_memory_get_dirty", lambda self, r, *a: 2 if r else 0),
-        11: wrap("cpu_physical_memory_set_dirty", lambda self, r, addr: self.cpu_physical_memory_clear_dirty_flags(
-            addr, self.CODE_DIRTY_FLAG) if False else self.cpu_physical_memory_set_dirty_flag(addr, 0x10)),
-        14: wrap("cpu_physical_memory_set_dirty_flag",            # also sets the old migration bit
-                 lambda self, r, addr, client: self.ram_list.phys_dirty.__setitem__(
-                     addr >> 12, self.ram_list.phys_dirty[addr >> 12] | 0x08) if client == 2 else None),
-        17: wrap("cpu_physical_memory_clear_dirty_flag", lambda self, r, *a: 0),
-        24: wrap("cpu_physical_memory_get_dirty", lambda self, r, start, length, client: r or length == 0),
-        27: ("cpu_physical_memory_set_dirty_range", _xen_length_plus_one),
-        30: wrap("tlb_reset_dirty_range_all", lambda self, r, start, length:
-                 self.machine.cpu_tlb_reset_dirty_all((start + length) & ~0xfff, 1)),
-        31: wrap("cpu_physical_memory_set_dirty_tracking", lambda self, r, enable: False),
-        37: wrap("cpu_physical_memory_set_dirty_lebitmap",        # tells Xen once more
-                 lambda self, r, bitmap, start, pages: self.machine.xen_modified_memory(start, pages)),
-        39: wrap("migration_bitmap_sync_range",                   # counts one page too many
-                 lambda self, r, start, length: setattr(self, "migration_dirty_pages",
-                                                        self.migration_dirty_pages + (start == 0))),
-    }[rung]
+    @functools.wraps(original)                  # keeps its parameters, which the API level reads
+    def planted(self, *args):
+        return change(self, original(self, *args), *args)
+    return name, planted
 
 
 @pytest.mark.parametrize("rung", [pytest.param(r, id=f"rung{r:02d}") for r in DIVERGING])
