@@ -15,6 +15,7 @@ register files; nothing is written twice.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import inspect
 import re
@@ -99,6 +100,12 @@ class Function:
             return f"# source of {self.name} not available\n"
 
     @property
+    def inlined_source(self) -> str:
+        """The source with each ``super().NAME(...)`` statement replaced by the
+        body it inherits (recursively), so a wrapper reads as the code it runs."""
+        return inline_super(self)
+
+    @property
     def written_in(self) -> str:
         """Where the source was written: module path and first line."""
         try:
@@ -143,6 +150,72 @@ def function_of(cls: type, name: str) -> Function | None:
                     cls.DECLARED_IN.get(name))
 
 
+def _super_calls(tree: ast.AST) -> list[tuple[ast.stmt, ast.Call, str]]:
+    """``return super().NAME(...)`` and ``super().NAME(...)`` statements."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Return, ast.Expr)) and isinstance(node.value, ast.Call):
+            func = node.value.func
+            if (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call)
+                    and isinstance(func.value.func, ast.Name) and func.value.func.id == "super"
+                    and not func.value.args):
+                found.append((node, node.value, func.attr))
+    return found
+
+
+def _body_lines(source: str) -> list[str]:
+    """The lines of a function's body (after its ``def`` and signature), dedented."""
+    tree = ast.parse(source)
+    fdef = tree.body[0]
+    assert isinstance(fdef, ast.FunctionDef)
+    lines = source.splitlines()
+    first = fdef.body[0].lineno - 1
+    if (isinstance(fdef.body[0], ast.Expr) and isinstance(fdef.body[0].value, ast.Constant)
+            and isinstance(fdef.body[0].value.value, str) and len(fdef.body) > 1):
+        first = fdef.body[1].lineno - 1                      # leave the docstring out
+    return textwrap.dedent("\n".join(lines[first:])).splitlines()
+
+
+def inline_super(fn: Function) -> str:
+    source = fn.source
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    calls = _super_calls(tree)
+    if not calls:
+        return source
+    lines = source.splitlines()
+    fdef = tree.body[0]
+    parent_cls = fn.owner.__mro__[1]
+    for node, call, name in sorted(calls, key=lambda c: -c[0].lineno):
+        parent = function_of(parent_cls, name)
+        if parent is None:
+            continue
+        indent = lines[node.lineno - 1][:len(lines[node.lineno - 1]) - len(lines[node.lineno - 1].lstrip())]
+        body = _body_lines(parent.inlined_source)
+        if isinstance(node, ast.Expr):           # the parent's result is not used here
+            body = [line[len("return "):] + "  # (result unused)" if line.startswith("return ")
+                    else line for line in body]
+            body = [line for line in body if line != "return"]
+        params = list(parent.params)
+        bind = []
+        for param, arg in zip(params, call.args):
+            text = ast.unparse(arg)
+            if text != param:
+                bind.append(f"{param} = {text}")
+        for kw in call.keywords:
+            if kw.arg and ast.unparse(kw.value) != kw.arg:
+                bind.append(f"{kw.arg} = {ast.unparse(kw.value)}")
+        where = f"stage {parent.last_changed:02d}, {parent.written_in}"
+        new = ([f"{indent}# super().{name}(...) inlined: the body in force at {where}"]
+               + [indent + line if line else "" for line in bind + body]
+               + [f"{indent}# end of stage {parent.last_changed:02d}'s body"])
+        lines[node.lineno - 1:node.end_lineno] = new
+    del fdef
+    return "\n".join(lines) + "\n"
+
+
 @dataclass
 class Constant:
     name: str
@@ -177,11 +250,12 @@ class Api:
         return {"kind": self.representation, "bytes_per_page": self.bytes_per_page, "store": store}
 
 
-def api_of(n: int) -> Api:
+def api_of(n: int, cls: type | None = None) -> Api:
+    """The API of stage ``n`` (or of ``cls``, a class standing in for it)."""
     from .machine import Machine
     from .views import representation
 
-    cls = stage(n)
+    cls = stage(n) if cls is None else cls
     functions, constants = {}, {}
     for name in sorted(dir(cls)):
         if name.startswith("_") or name in META:
@@ -298,15 +372,21 @@ def _param_changes(fa: Function, fb: Function) -> dict[str, Any]:
     return change
 
 
-def _source_diff(fa: Function, fb: Function, a: Api, b: Api) -> str:
+def _source_diff(fa: Function, fb: Function, a: Api, b: Api, inline: bool = False) -> str:
+    sa, sb = (fa.inlined_source, fb.inlined_source) if inline else (fa.source, fb.source)
     return "".join(difflib.unified_diff(
-        fa.source.splitlines(keepends=True), fb.source.splitlines(keepends=True),
+        sa.splitlines(keepends=True), sb.splitlines(keepends=True),
         fromfile=f"stage {a.n:02d}: {fa.name} ({fa.written_in})",
         tofile=f"stage {b.n:02d}: {fb.name} ({fb.written_in})"))
 
 
-def compute_diff(n: int, m: int) -> dict[str, Any]:
-    a, b = api_of(n), api_of(m)
+def compute_diff(n: int, m: int, classes: dict[int, type] | None = None,
+                 inline: bool = False) -> dict[str, Any]:
+    """What changed from stage ``n`` to ``m``.  ``classes`` maps a stage number
+    to a class standing in for it (a user's module); ``inline`` shows
+    inherited code in place of ``super()`` calls in the source diffs."""
+    classes = classes or {}
+    a, b = api_of(n, classes.get(n)), api_of(m, classes.get(m))
     lo, hi = sorted((n, m))
     commits = [{"stage": k, "title": stage(k).TITLE, "upstream": stage(k).UPSTREAM, "kind": stage(k).KIND}
                for k in range(lo + 1, hi + 1)]
@@ -322,7 +402,7 @@ def compute_diff(n: int, m: int) -> dict[str, Any]:
         if fa.signature != fb.signature:
             signature_changes.append(_param_changes(fa, fb))
         if fa.func is not fb.func:
-            diff = _source_diff(fa, fb, a, b)
+            diff = _source_diff(fa, fb, a, b, inline)
             changed.append({"name": name, "from_stage": fa.last_changed, "to_stage": fb.last_changed,
                             "diff": diff or "(redefined with the same source)\n"})
     for r in renames:
@@ -331,7 +411,7 @@ def compute_diff(n: int, m: int) -> dict[str, Any]:
             signature_changes.append({**_param_changes(fa, fb), "name": f"{fa.name} -> {fb.name}"})
         if fa.func is not fb.func:
             changed.append({"name": f"{fa.name} -> {fb.name}", "from_stage": fa.last_changed,
-                            "to_stage": fb.last_changed, "diff": _source_diff(fa, fb, a, b)})
+                            "to_stage": fb.last_changed, "diff": _source_diff(fa, fb, a, b, inline)})
     da, db = a.cls.DECLARED_IN, b.cls.DECLARED_IN
     present_a = set(a.functions) | set(a.constants) | set(a.other)
     present_b = set(b.functions) | set(b.constants) | set(b.other)
@@ -351,7 +431,7 @@ def compute_diff(n: int, m: int) -> dict[str, Any]:
     doc = ""
     if hi - lo == 1:
         import importlib
-        doc = inspect.getdoc(importlib.import_module(stage(hi).__module__)) or ""
+        doc = inspect.getdoc(importlib.import_module(b.cls.__module__ if hi == m else a.cls.__module__)) or ""
     return {
         "from": n, "to": m, "commits": commits, "message": doc,
         "added": [{"name": k, "signature": b.functions[k].signature,
