@@ -540,7 +540,7 @@ def function_history(name: str) -> list[dict[str, Any]]:
         grew = False
         for d in diffs:
             for r in d["renamed"]:
-                if r["likely"] and (r["from"] in names) != (r["to"] in names):
+                if (r["from"] in names) != (r["to"] in names):
                     names |= {r["from"], r["to"]}
                     grew = True
     out_: list[dict[str, Any]] = []
@@ -563,7 +563,9 @@ def function_history(name: str) -> list[dict[str, Any]]:
             if r["name"] in names:
                 events.append(("removed", r["name"], ""))
         for r in d["renamed"]:
-            if r["likely"] and r["to"] in names:
+            if r["to"] in names:
+                events = [e for e in events if not (e[0] in ("added", "removed")
+                                                    and e[1] in (r["from"], r["to"]))]
                 events.append(("renamed", f"{r['from']} -> {r['to']}", ""))
         for c in d["changed_functions"]:
             parts = [p.strip() for p in c["name"].split("->")]
