@@ -10,6 +10,11 @@ Subcommands::
     check [N | --all]        the differential check of one rung or of all
     trace random --seed S    write a valid random trace
     trace validate TRACE     check a trace file without running it
+    tour [CHAPTER | N]       the guided tour: chapters, and each stage explained
+    log [N..M] [-p]          walk stages like git log (-L FUNCTION: one function's history)
+    register [ID]            the divergence register; one entry replayed before and after
+    exercise N               a starter module to redo commit N (--hint, --progress)
+    book OUT                 the tour as a static website (needs the book extra)
 
 Every user error (a bad stage number, an unknown function, a trace that is
 unreadable, malformed or breaks the rules of shared/machine.md, a bad option)
@@ -972,6 +977,20 @@ def cmd_exercise(args) -> int:
         raise UserError(str(exc)) from None
 
 
+def cmd_book(args) -> int:
+    from .book import BookError, build
+    try:
+        report = build(args.out)
+    except BookError as exc:
+        raise UserError(f"book: {exc}") from None
+    if args.json:
+        emit_json({"out": str(report.out), "pages": report.pages, "seconds": round(report.seconds, 2)})
+        return 0
+    warn(f"wrote {plural(len(report.pages), 'page')} to {report.out} in {report.seconds:.1f} s")
+    out(f"open {os.path.join(str(report.out), 'index.html')}")
+    return 0
+
+
 # ------------------------------------------------------------------ the parser
 def build_parser(prog: str = "dirty-ladder") -> Parser:
     p = Parser(prog=prog, formatter_class=Formatter,
@@ -1151,6 +1170,17 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
     sp.add_argument("--progress", action="store_true", help="list the exercises done and started")
     sp.add_argument("--json", action="store_true", help="print JSON (--hint, --progress)")
     sp.set_defaults(func=cmd_exercise)
+
+    sp = add("book", "write the tour as a static website (needs the book extra)",
+             f"{prog} book book/            # then open book/index.html\n{prog} book /tmp/site --json",
+             description="A page per chapter and per stage (highlighted diffs, register entries with "
+                         "their minimal traces replayed before and after, pictures of the three "
+                         "bitmaps), the register, the changelog, the rung tests and the cost plot. "
+                         "Relative links, no JavaScript: it works from the file system. Needs "
+                         "jinja2, pygments and matplotlib: pip install -e '.[book]'.")
+    sp.add_argument("out", metavar="OUT", help="the directory to write (created if needed)")
+    sp.add_argument("--json", action="store_true", help="print what was written as JSON")
+    sp.set_defaults(func=cmd_book)
 
     from . import bench
     sp = add("bench", "the cost per page of the operations the series changed, at every stage",

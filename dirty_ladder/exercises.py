@@ -303,7 +303,7 @@ def starter(n: int) -> str:
                       f"{n:02d} did; leave everything else to the parent class.", 79),
         "",
         f"    dirty-ladder exercise {n} --hint        the first hint (--hint 2, --hint 3: more)",
-        f"    dirty-ladder diff {n - 1} --stage-file FILE    your change, as a diff from stage {n - 1:02d}",
+        f"    dirty-ladder diff {n} --stage-file FILE    your change, as a diff from stage {n - 1:02d}",
         "    dirty-ladder verify FILE               run your stage through the ladder's checks",
         '"""',
         "",
