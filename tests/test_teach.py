@@ -373,3 +373,18 @@ def test_a_stage_file_stands_in_for_its_stage(capsys, tmp_path, starters):
                     encoding="utf-8")
     rc, out, _ = run(capsys, "replay", trace, "--stage", "27", "--json", "--stage-file", str(real))
     assert json.loads(out)["state"]["xen"] == results["real"]
+
+
+def test_starter_descriptions_leave_the_code_out(starters):
+    """A code literal of the docstring that is more than a name (an operator,
+    a call with arguments) is not in the starter."""
+    checked = 0
+    for n, path in starters.items():
+        doc = inspect.getdoc(__import__(stage(n).__module__, fromlist=["_"])) or ""
+        text = path.read_text(encoding="utf-8")
+        for lit in re.findall(r"``(.+?)``", doc, re.DOTALL):
+            if re.search(r"[=<>+&|*/%,]|\([^)]", lit):
+                checked += 1
+                assert f"``{lit}``" not in text, (n, lit)
+    assert checked > 20
+    assert "find_next_bit" in starters[26].read_text(encoding="utf-8")      # names stay
