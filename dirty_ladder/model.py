@@ -473,7 +473,8 @@ class StageDoc:
 
     @property
     def upstream_url(self) -> str | None:
-        return UPSTREAM_URL.format(hash=self.upstream) if self.upstream else None
+        # "4f08cabe9 (header half)": the hash is the first word
+        return UPSTREAM_URL.format(hash=self.upstream.split()[0]) if self.upstream else None
 
 
 _BEHAVIOUR = re.compile(r"\bbehaviou?r\b", re.IGNORECASE)
