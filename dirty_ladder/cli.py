@@ -992,6 +992,16 @@ def cmd_book(args) -> int:
 
 
 # ------------------------------------------------------------------ the parser
+INLINE_DIFFS = "diffs with inherited code in place of super() calls"
+
+
+def teaching_options(sp: argparse.ArgumentParser, inline: str | None = None, json: str = "print JSON") -> None:
+    """--inline (when ``inline`` gives its help) and --json."""
+    if inline:
+        sp.add_argument("--inline", action="store_true", help=inline)
+    sp.add_argument("--json", action="store_true", help=json)
+
+
 def build_parser(prog: str = "dirty-ladder") -> Parser:
     p = Parser(prog=prog, formatter_class=Formatter,
                description="Step through QEMU's 2013 dirty-bitmap series, one stage at a time, "
@@ -1028,10 +1038,8 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
                          "FUNCTION: its Python source as in force at stage N, wherever it was written.")
     sp.add_argument("stage", type=stage_number, metavar="N", help=f"stage number, 0 to {LAST}")
     sp.add_argument("function", nargs="?", metavar="FUNCTION", help="a function (or constant) of that stage")
-    sp.add_argument("--inline", action="store_true",
-                    help="show inherited code in place of super() calls (e.g. show 15 "
-                         "cpu_physical_memory_get_dirty_flag --inline)")
-    sp.add_argument("--json", action="store_true", help="print JSON")
+    teaching_options(sp, inline="show inherited code in place of super() calls (e.g. show 15 "
+                                "cpu_physical_memory_get_dirty_flag --inline)")
     sp.set_defaults(func=cmd_show)
 
     sp = add("diff", "what changed from stage N-1 to N (or from N to M)",
@@ -1044,12 +1052,10 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
                          "changed function: `git show` for the ladder.")
     sp.add_argument("n", type=stage_number, metavar="N", help="stage (alone: compared with N-1)")
     sp.add_argument("m", type=stage_number, metavar="M", nargs="?", help="second stage: diff N -> M")
-    sp.add_argument("--inline", action="store_true",
-                    help="show inherited code in place of super() calls (diff 19 --inline: the byte code "
-                         "that the bitmaps replace)")
     sp.add_argument("--stage-file", metavar="FILE",
                     help="a module whose class Stage stands in for the second stage (your exercise)")
-    sp.add_argument("--json", action="store_true", help="print JSON")
+    teaching_options(sp, inline="show inherited code in place of super() calls (diff 19 --inline: the "
+                                "byte code that the bitmaps replace)")
     sp.set_defaults(func=cmd_diff)
 
     sp = add("replay", "run a trace (shared/machine.md) on one stage, or on all 40",
@@ -1124,8 +1130,7 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
                          "cost change where the bench measured one, and its diff.")
     sp.add_argument("what", nargs="?", metavar="CHAPTER|N", help="a chapter (its id or number) or a stage")
     sp.add_argument("--no-diff", action="store_true", help="leave out the diffs")
-    sp.add_argument("--inline", action="store_true", help="diffs with inherited code in place of super()")
-    sp.add_argument("--json", action="store_true", help="print JSON")
+    teaching_options(sp, inline=INLINE_DIFFS)
     sp.set_defaults(func=cmd_tour)
 
     sp = add("log", "walk a range of stages like git log (-p: with diffs), or one function's history (-L)",
@@ -1140,8 +1145,7 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
     sp.add_argument("-p", "--patch", action="store_true", help="show each stage's diff")
     sp.add_argument("-L", metavar="FUNCTION", help="the history of one function across the ladder")
     sp.add_argument("--oneline", action="store_true", help="one line per stage")
-    sp.add_argument("--inline", action="store_true", help="diffs with inherited code in place of super()")
-    sp.add_argument("--json", action="store_true", help="print JSON")
+    teaching_options(sp, inline=INLINE_DIFFS)
     sp.set_defaults(func=cmd_log)
 
     sp = add("register", "the divergence register: list its entries, or replay one before and after its rung",
@@ -1150,7 +1154,7 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
                          "With ID: the entry, and its minimal trace (and call) run on the stage before and "
                          "the stage of its rung, the observables side by side ('*': differs).")
     sp.add_argument("id", nargs="?", metavar="ID", help="an entry's id")
-    sp.add_argument("--json", action="store_true", help="print JSON")
+    teaching_options(sp)
     sp.set_defaults(func=cmd_register)
 
     from .exercises import progress_path
@@ -1168,7 +1172,7 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
     sp.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     sp.add_argument("--hint", type=positive, nargs="?", const=1, metavar="K", help="print hints 1 to K (default 1)")
     sp.add_argument("--progress", action="store_true", help="list the exercises done and started")
-    sp.add_argument("--json", action="store_true", help="print JSON (--hint, --progress)")
+    teaching_options(sp, json="print JSON (--hint, --progress)")
     sp.set_defaults(func=cmd_exercise)
 
     sp = add("book", "write the tour as a static website (needs the book extra)",
@@ -1179,7 +1183,7 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
                          "Relative links, no JavaScript: it works from the file system. Needs "
                          "jinja2, pygments and matplotlib: pip install -e '.[book]'.")
     sp.add_argument("out", metavar="OUT", help="the directory to write (created if needed)")
-    sp.add_argument("--json", action="store_true", help="print what was written as JSON")
+    teaching_options(sp, json="print what was written as JSON")
     sp.set_defaults(func=cmd_book)
 
     from . import bench
