@@ -1122,13 +1122,13 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
     sp = add("tour", "the guided tour of the series: chapters, and each stage with its diff, "
                      "docstring, register entries replayed and cost",
              f"{prog} tour                 # the chapters\n{prog} tour api-cleanup     # the first chapter\n"
-             f"{prog} tour 19              # one stage\n{prog} tour bugs --no-diff",
+             f"{prog} tour 19              # one stage\n{prog} tour ch5 --no-diff     # chapter 5",
              description="Prints the tour: the chapters' own words (dirty_ladder/tour.toml), then for each "
                          "stage its title, upstream commit and kind of step, the docstring's account of "
                          "why behaviour is kept, the register entries it caused with their minimal "
                          "traces replayed before and after, the invariant breaks that begin there, its "
                          "cost change where the bench measured one, and its diff.")
-    sp.add_argument("what", nargs="?", metavar="CHAPTER|N", help="a chapter (its id or number) or a stage")
+    sp.add_argument("what", nargs="?", metavar="CHAPTER|N", help="a chapter (its id, or ch1 to ch5) or a stage number")
     sp.add_argument("--no-diff", action="store_true", help="leave out the diffs")
     teaching_options(sp, inline=INLINE_DIFFS)
     sp.set_defaults(func=cmd_tour)

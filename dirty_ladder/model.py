@@ -737,8 +737,9 @@ def load_tour(register: list | None = None) -> list[Chapter]:
 
 
 def find_chapter(chapters: list[Chapter], key: str) -> Chapter | None:
+    """A chapter by its id or as ``chN`` (a bare number is a stage, not a chapter)."""
     for c in chapters:
-        if key == str(c.number) or key == c.id:
+        if key in (c.id, f"ch{c.number}"):
             return c
     return None
 

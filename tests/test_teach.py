@@ -388,3 +388,11 @@ def test_starter_descriptions_leave_the_code_out(starters):
                 assert f"``{lit}``" not in text, (n, lit)
     assert checked > 20
     assert "find_next_bit" in starters[26].read_text(encoding="utf-8")      # names stay
+
+
+def test_a_number_is_a_stage_and_chN_a_chapter(capsys):
+    rc, out, _ = run(capsys, "tour", "3", "--json")
+    assert rc == 0 and [s["stage"] for s in json.loads(out)["stages"]] == [3]
+    rc, out, _ = run(capsys, "tour", "ch3", "--json")
+    a, b = TOUR[2]["stages"]
+    assert rc == 0 and [s["stage"] for s in json.loads(out)["stages"]] == list(range(a, b + 1))
