@@ -10,6 +10,11 @@ Subcommands::
     check [N | --all]        the differential check of one rung or of all
     trace random --seed S    write a valid random trace
     trace validate TRACE     check a trace file without running it
+    tour [CHAPTER | N]       the guided tour: chapters, and each stage explained
+    log [N..M] [-p]          walk stages like git log (-L FUNCTION: one function's history)
+    register [ID]            the divergence register; one entry replayed before and after
+    exercise N               a starter module to redo commit N (--hint, --progress)
+    book OUT                 the tour as a static website (needs the book extra)
 
 Every user error (a bad stage number, an unknown function, a trace that is
 unreadable, malformed or breaks the rules of shared/machine.md, a bad option)
@@ -23,6 +28,7 @@ import argparse
 import difflib
 import json
 import os
+import re
 import sys
 import textwrap
 import time
@@ -164,16 +170,51 @@ def cmd_list(args) -> int:
     if args.json:
         emit_json(rows)
         return 0
-    tw = max(len(r["title"]) for r in rows)
-    kw = max(len(r["kind"]) for r in rows)
-    uw = max(len(r["upstream"] or "-") for r in rows)
-    out(f"{'#':>2}  {'title (v2)':<{tw}}  {'kind of step':<{kw}}  {'upstream':<{uw}}  rung")
-    for r in rows:
-        status = r["status"]
-        if r["divergences"]:
-            status += ": " + ", ".join(d["id"] for d in r["divergences"])
-        out(f"{r['stage']:>2}  {r['title']:<{tw}}  {r['kind']:<{kw}}  {r['upstream'] or '-':<{uw}}  {status}")
+    for line in list_lines(rows):
+        out(line)
     return 0
+
+
+LIST_WIDTH = 100
+
+
+def _abbrev(text: str, width: int) -> str:
+    """The text up to its first parenthesis or semicolon, cut to ``width`` with '~'."""
+    text = re.split(r" \(|;", text, maxsplit=1)[0]
+    return text if len(text) <= width else text[:width - 1] + "~"
+
+
+def _hash(row: dict[str, Any]) -> str:
+    return (row["upstream"] or "-").split()[0]
+
+
+def rung_word(row: dict[str, Any]) -> str:
+    """What the register says of a rung: baseline, same, or the entries' statuses."""
+    if not row["divergences"]:
+        return {"baseline": "baseline", "same behaviour": "same"}.get(row["status"], "?")
+    counts: dict[str, int] = {}
+    for d in row["divergences"]:
+        counts[d["status"]] = counts.get(d["status"], 0) + 1
+    return "+".join(k + (f" x{v}" if v > 1 else "") for k, v in counts.items())
+
+
+def list_lines(rows: list[dict[str, Any]], width: int = LIST_WIDTH) -> list[str]:
+    """The stage table in ``width`` columns: kinds abbreviated, titles wrapped."""
+    kw, uw = 20, max(len(_hash(r)) for r in rows)
+    rw = max(6, *(len(rung_word(r)) for r in rows))
+    lead = 2 + 2 + uw + 2 + kw + 2 + rw + 2
+    tw = width - lead
+    lines = [f"{'#':>2}  {'upstream':<{uw}}  {'kind of step':<{kw}}  {'rung':<{rw}}  title (v2)"]
+    for r in rows:
+        title = textwrap.wrap(r["title"], tw) or [""]
+        lines.append(f"{r['stage']:>2}  {_hash(r):<{uw}}  {_abbrev(r['kind'], kw):<{kw}}  "
+                     f"{rung_word(r):<{rw}}  {title[0]}")
+        lines += [" " * lead + t for t in title[1:]]
+    lines.append("")
+    lines += textwrap.wrap("rung: what the divergence register says of the rung from the stage before "
+                           "(same: no difference; intended, fix, bug, benign: the status of each entry; "
+                           "`register` lists them).", width)
+    return lines
 
 
 # ------------------------------------------------------------------ show
@@ -198,6 +239,10 @@ def _unknown_function(n: int, name: str, api: Api) -> UserError:
     return UserError(f"stage {n} has no function {name!r}{hint}")
 
 
+def source_of(fn, inline: bool) -> str:
+    return fn.inlined_source if inline else fn.source
+
+
 def cmd_show(args) -> int:
     api = api_of(args.stage)
     cls = api.cls
@@ -215,7 +260,7 @@ def cmd_show(args) -> int:
         if fn is None:
             raise _unknown_function(api.n, name, api)
         if args.json:
-            emit_json({"stage": api.n, "function": {**fn.as_dict(), "source": fn.source}})
+            emit_json({"stage": api.n, "function": {**fn.as_dict(), "source": source_of(fn, args.inline)}})
             return 0
         out(f"{name}{fn.signature}")
         out(f"  at stage {api.n:02d}: declared in {fn.declared_in or '-'}")
@@ -225,7 +270,7 @@ def cmd_show(args) -> int:
         out(since)
         out(f"  source written in {fn.written_in}" + (f" as {fn.alias_of}" if fn.alias_of else ""))
         out()
-        out(fn.source.rstrip("\n"))
+        out(source_of(fn, args.inline).rstrip("\n"))
         return 0
 
     if args.json:
@@ -270,29 +315,42 @@ def cmd_diff(args) -> int:
         if n == 0:
             raise UserError("stage 0 has no stage before it: give two stages, e.g. `diff 0 5`")
         n, m = n - 1, n
-    d = compute_diff(n, m)
+    classes = {}
+    if args.stage_file:
+        classes[m] = load_user_stage(args.stage_file, m)
+    d = compute_diff(n, m, classes, inline=args.inline)
     if args.json:
         emit_json(d)
         return 0
+    for line in format_diff(d):
+        out(line)
+    return 0
+
+
+def format_diff(d: dict[str, Any], message: bool = True) -> list[str]:
+    """The text of a compute_diff() result, as ``diff`` prints it."""
+    n, m = d["from"], d["to"]
+    lines: list[str] = []
+    out = lines.append
     out(f"diff stage {n:02d} -> stage {m:02d}" + ("  (backwards)" if m < n else ""))
-    if d["message"]:
-        out()
+    if d["message"] and message:
+        out("")
         out(textwrap.indent(d["message"], "    "))
-    elif d["commits"]:
+    elif d["commits"] and message:
         out("commits:")
         for c in d["commits"]:
             out(f"  {c['stage']:02d}  {c['upstream'] or '-':<24}  {c['title']}")
-    out()
+    out("")
     nothing = True
 
-    def section(title: str, lines: list[str]) -> None:
+    def section(title: str, items: list[str]) -> None:
         nonlocal nothing
-        if lines:
+        if items:
             nothing = False
             out(f"{title}:")
-            for line in lines:
+            for line in items:
                 out(f"  {line}")
-            out()
+            out("")
 
     section("removed", [f"{r['name']}{r['signature']}" for r in d["removed"]])
     section("added", [f"{r['name']}{r['signature']}  [{r['declared_in'] or '-'}]" for r in d["added"]])
@@ -327,12 +385,12 @@ def cmd_diff(args) -> int:
         nothing = False
         out(f"source changed ({len(d['changed_functions'])}):")
         for ch in d["changed_functions"]:
-            out()
+            out("")
             out(ch["diff"].rstrip("\n"))
-        out()
+        out("")
     if nothing:
         out("no change in the dirty API")
-    return 0
+    return lines
 
 
 # ------------------------------------------------------------------ traces
@@ -360,11 +418,11 @@ def describe_op(op: dict) -> str:
     return f"{op['op']} {args}".rstrip()
 
 
-def run_stage(n: int, trace) -> dict[str, Any]:
+def run_stage(n: int, trace, cls: type | None = None) -> dict[str, Any]:
     """replay(), with a failure of the stage's code turned into a Failure
-    naming the op it failed on."""
+    naming the op it failed on (``cls``: a class standing in for stage n)."""
     from .machine import Machine, replay
-    cls = stage(n)
+    cls = stage(n) if cls is None else cls
     try:
         return replay(cls, trace)
     except Exception as exc:           # noqa: BLE001 -- the stage's code failed: say where
@@ -385,14 +443,15 @@ def run_stage(n: int, trace) -> dict[str, Any]:
 
 def cmd_replay(args) -> int:
     trace = read_trace(args.trace)
+    args.user_stage = load_user_stage(args.stage_file, args.stage) if args.stage_file else None
     if args.all:
         return replay_all(args, trace)
-    result = run_stage(args.stage, trace)
+    result = run_stage(args.stage, trace, args.user_stage)
     if args.json:
         emit_json(result)
         return 0
-    cls = stage(args.stage)
-    out(f"stage {args.stage:02d}: {cls.TITLE}")
+    cls = args.user_stage or stage(args.stage)
+    out(f"stage {args.stage:02d}: {cls.TITLE}" + (f" ({args.stage_file})" if args.user_stage else ""))
     out(f"trace {args.trace}: {plural(len(trace.ops), 'op')}; {describe_config(trace)}")
     out()
     out("results:")
@@ -421,7 +480,8 @@ def replay_all(args, trace) -> int:
     outcomes: list[dict[str, Any]] = []
     for n in range(LAST + 1):
         try:
-            r = run_stage(n, trace)
+            user = getattr(args, "user_stage", None)
+            r = run_stage(n, trace, user if user is not None and user.STAGE == n else None)
             r = {k: v for k, v in r.items() if k != "stage"}
         except Failure as exc:
             r = {"error": exc.detail}
@@ -599,7 +659,352 @@ def cmd_trace_validate(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ teaching: tour, log, register, exercise
+def load_user_stage(path: str, n: int | None) -> type:
+    """A user's module standing in for stage ``n`` (--stage-file)."""
+    from .exercises import StageFileError, load_stage_file
+    try:
+        return load_stage_file(path, n)
+    except StageFileError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _cell(value: Any, width: int) -> str:
+    return short(value, width)
+
+
+def replay_table(rows: list[dict[str, Any]], a: int, b: int, width: int = 100) -> list[str]:
+    """Observables side by side: name, stage a, stage b; '*' marks a row that differs."""
+    nw = min(max(len(r["name"]) for r in rows), 28)
+    vw = (width - nw - 8) // 2
+    lines = [f"  {'':{nw}}  {'stage ' + format(a, '02d'):<{vw}}  stage {b:02d}"]
+    for r in rows:
+        mark = "*" if r["differs"] else " "
+        lines.append(f"{mark} {r['name'][:nw]:<{nw}}  {_cell(r['before'], vw):<{vw}}  {_cell(r['after'], vw)}")
+    return lines
+
+
+def entry_lines(entry: dict[str, Any], width: int = 100) -> list[str]:
+    """A register entry and its minimal trace/call replayed before and after its rung."""
+    lines = textwrap.wrap(f"{entry['id']} (rung {entry['rung']:02d}, {entry['status']}): {entry['what']}",
+                          width, subsequent_indent="  ")
+    lines += textwrap.wrap(entry["explanation"], width - 4, initial_indent="    ", subsequent_indent="    ")
+    if entry["fixed_upstream"]:
+        lines += textwrap.wrap(f"upstream: {entry['fixed_upstream']}", width - 4,
+                               initial_indent="    ", subsequent_indent="    ")
+    r = entry["replay"]
+    a, b = r["before_stage"], r["after_stage"]
+    if "trace" in r:
+        t = r["trace"]
+        lines += textwrap.wrap(f"minimal trace ({describe_config_dict(t['trace'].get('config', {}))}): "
+                               + "; ".join(describe_op(op) for op in t["trace"]["ops"]), width,
+                               initial_indent="  ", subsequent_indent="    ")
+        lines.append(f"  replayed on stages {a:02d} and {b:02d} ('*': differs):")
+        lines += ["  " + x for x in replay_table(t["rows"], a, b, width - 2)]
+    if "call" in r:
+        c = r["call"]
+        lines += textwrap.wrap(f"minimal call: {c['describe']}", width, initial_indent="  ",
+                               subsequent_indent="    ")
+        lines.append(f"  called on stages {a:02d} and {b:02d} ('*': differs):")
+        lines += ["  " + x for x in replay_table(c["rows"], a, b, width - 2)]
+    return lines
+
+
+def describe_config_dict(config: dict[str, Any]) -> str:
+    from .trace import DEFAULT_CONFIG
+    c = {**DEFAULT_CONFIG, **config}
+    return f"host_page_size {c['host_page_size']}, accel {c['accel']}, xen {str(c['xen']).lower()}"
+
+
+def stage_lines(ts: dict[str, Any], diff: bool = True) -> list[str]:
+    """One stage as the tour prints it."""
+    from .model import cost_text
+    doc = ts["doc"]
+    lines = [f"== stage {doc.n:02d}: {doc.title}",
+             f"   kind: {doc.kind}; module: {doc.module}",
+             f"   upstream: {doc.upstream_url or '- (not merged as such)'}", ""]
+    lines.append("   What the commit does, and why behaviour is kept (the module's docstring):")
+    lines += ["   " + x if x else "" for x in doc.body.splitlines()]
+    lines.append("")
+    if ts["costs"]:
+        lines.append("   Cost (docs/bench.json: every timing of one stage outside the range of the other's):")
+        lines += [f"     {cost_text(c)}" for c in ts["costs"]]
+        lines.append("")
+    if ts["entries"]:
+        lines.append(f"   The register: {len(ts['entries'])} entr{'y' if len(ts['entries']) == 1 else 'ies'} at rung {doc.n:02d}")
+        for e in ts["entries"]:
+            lines.append("")
+            lines += ["   " + x for x in entry_lines(e, 97)]
+        lines.append("")
+    elif doc.n:
+        lines.append(f"   The register: nothing at rung {doc.n:02d} (the rung tests find no difference).")
+        lines.append("")
+    for b in ts["breaks"]:
+        lines += textwrap.wrap(f"Invariant break that begins here: {b.id} (stages {spans(b.stages)}, "
+                               f"{b.config}): {b.what}", 97, initial_indent="   ", subsequent_indent="     ")
+        lines.append("")
+    if diff and ts["diff"] is not None:
+        lines.append(f"   Diff from stage {doc.n - 1:02d}:")
+        lines += ["   " + x if x else "" for x in format_diff(ts["diff"], message=False)[1:]]
+    return lines
+
+
+def chapter_lines(ch, stages_text: list[list[str]]) -> list[str]:
+    lines = [f"Chapter {ch.number}: {ch.title}  (stages {spans(ch.stages)})", ""]
+    lines += textwrap.wrap(ch.problem, 79)
+    lines.append("")
+    lines += textwrap.wrap("What to look at: " + ch.look_at, 79)
+    lines.append("")
+    for text in stages_text:
+        lines += text
+        lines.append("")
+    return lines
+
+
+def cmd_tour(args) -> int:
+    from . import model
+    register = load_register_safely()
+    chapters = model.load_tour(register)
+    key = args.what
+    if key is None:
+        if args.json:
+            emit_json([{"chapter": c.number, "id": c.id, "title": c.title, "stages": c.stages,
+                        "problem": c.problem, "look_at": c.look_at} for c in chapters])
+            return 0
+        out("The tour of the series, in five chapters (the order it happened):")
+        out()
+        for c in chapters:
+            out(f"  {c.number}. {c.title:<44} stages {spans(c.stages):<12} {args.top} tour {c.id}")
+        out()
+        out(f"Start with `{args.top} tour {chapters[0].id}`; `{args.top} tour N` shows stage N alone; "
+            f"`{args.top} book DIR` writes it all as a website.")
+        return 0
+    bench = model.load_bench()
+    breaks = model.invariant_breaks()
+    chapter = model.find_chapter(chapters, key)
+    if chapter is None:
+        try:
+            n = stage_number(key)
+        except argparse.ArgumentTypeError:
+            ids = ", ".join(c.id for c in chapters)
+            raise UserError(f"tour: no chapter or stage {key!r}: chapters are {ids}; stages are 0 to {LAST}"
+                            ) from None
+        numbers = [n]
+    else:
+        numbers = chapter.stages
+    data = [model.tour_stage(k, register, bench, breaks, inline=args.inline) for k in numbers]
+    if args.json:
+        emit_json({"chapter": None if chapter is None else {
+            "chapter": chapter.number, "id": chapter.id, "title": chapter.title, "problem": chapter.problem,
+            "look_at": chapter.look_at, "stages": chapter.stages},
+            "stages": [tour_json(ts) for ts in data]})
+        return 0
+    texts = [stage_lines(ts, diff=not args.no_diff) for ts in data]
+    lines = chapter_lines(chapter, texts) if chapter else texts[0]
+    for line in lines:
+        out(line)
+    if chapter is not None:
+        nxt = next((c for c in chapters if c.number == chapter.number + 1), None)
+        out(f"Next: `{args.top} tour {nxt.id}` ({nxt.title})." if nxt else "That was the last chapter.")
+    return 0
+
+
+def tour_json(ts: dict[str, Any]) -> dict[str, Any]:
+    from dataclasses import asdict
+    return {"stage": ts["stage"], "doc": {**asdict(ts["doc"]), "upstream_url": ts["doc"].upstream_url},
+            "diff": ts["diff"], "entries": ts["entries"], "costs": ts["costs"],
+            "breaks": [{"id": b.id, "stages": b.stages, "what": b.what} for b in ts["breaks"]]}
+
+
+def parse_range(text: str | None) -> list[int]:
+    """``N..M`` (the stages after N up to M, as git reads a range), ``N`` (stage N
+    alone), ``N..`` or ``..M``; no range: every stage 1 to LAST."""
+    if text is None:
+        return list(range(1, LAST + 1))
+    try:
+        if ".." in text:
+            a, b = text.split("..", 1)
+            lo = stage_number(a) if a else 0
+            hi = stage_number(b) if b else LAST
+            if hi <= lo:
+                raise UserError(f"log: empty range {text}: in N..M, M must be after N (stages N+1 to M)")
+            return list(range(lo + 1, hi + 1))
+        n = stage_number(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UserError(f"log: bad range {text!r}: {exc}") from None
+    if n == 0:
+        raise UserError("log: stage 0 is the starting point, not a commit: give 1 to 39, or 0..N")
+    return [n]
+
+
+def cmd_log(args) -> int:
+    from .model import function_history, stage_doc
+    if args.L:
+        if args.range is not None:
+            raise UserError("log: -L FUNCTION walks the whole ladder; give no range with it")
+        history = function_history(args.L)
+        if not history:
+            known = sorted({f for k in range(LAST + 1) for f in api_of(k).functions})
+            close = difflib.get_close_matches(args.L, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise UserError(f"log: no stage has a function {args.L!r}{hint}")
+        if args.json:
+            emit_json({"function": args.L, "history": history})
+            return 0
+        for h in history:
+            head = f"stage {h['stage']:02d}"
+            if h["stage"]:
+                head += f"  {h['change']}: {h['name']}  ({h['title']}; {h['kind']})"
+            else:
+                head += f"  {h['change']}: {h['name']}{h['signature']}"
+            out(head)
+            out()
+            out(textwrap.indent(h["diff"].rstrip("\n"), "    ") if h["diff"] else "    (no source change)")
+            out()
+        return 0
+    register = entries_by_rung(load_register_safely() or [])
+    numbers = parse_range(args.range)
+    rows = []
+    for k in numbers:
+        doc = stage_doc(k)
+        row = {"stage": k, "title": doc.title, "upstream": doc.upstream, "kind": doc.kind,
+               "explanation": doc.body, "register": [{"id": e.id, "status": e.status} for e in register.get(k, [])]}
+        if args.patch:
+            row["diff"] = compute_diff(k - 1, k, inline=args.inline)
+        rows.append(row)
+    if args.json:
+        emit_json(rows)
+        return 0
+    for row in rows:
+        reg = ", ".join(f"{e['id']} ({e['status']})" for e in row["register"]) or "no divergence"
+        out(f"stage {row['stage']:02d}  {row['upstream'] or '-'}  {row['title']}")
+        if args.oneline:
+            continue
+        out(f"Kind: {row['kind']}; register: {reg}")
+        out()
+        out(textwrap.indent(row["explanation"], "    "))
+        out()
+        if args.patch:
+            for line in format_diff(row["diff"], message=False)[2:]:
+                out(line)
+    return 0
+
+
+def cmd_register(args) -> int:
+    from .model import entry_dict, entry_replay
+    register = load_register_safely()
+    if register is None:
+        raise Failure("cannot read the divergence register (dirty_ladder/divergences.toml)")
+    if args.id is None:
+        rows = [entry_dict(e) for e in register]
+        if args.json:
+            emit_json(rows)
+            return 0
+        iw = max(len(e.id) for e in register)
+        out(f"rung  {'id':<{iw}}  {'status':<8}  what")
+        for e in register:
+            what = e.what if len(e.what) <= 100 - iw - 18 else e.what[:100 - iw - 21] + "..."
+            out(f"{e.rung:>4}  {e.id:<{iw}}  {e.status:<8}  {what}")
+        out()
+        out(f"`{args.top} register ID` replays an entry's minimal trace before and after its rung.")
+        return 0
+    entry = next((e for e in register if e.id == args.id), None)
+    if entry is None:
+        close = difflib.get_close_matches(args.id, [e.id for e in register], n=1)
+        hint = f"; did you mean {close[0]}?" if close else f" (`{args.top} register` lists them)"
+        raise UserError(f"register: no entry {args.id!r}{hint}")
+    data = {**entry_dict(entry), "replay": entry_replay(entry)}
+    if args.json:
+        emit_json(data)
+        return 0
+    for line in entry_lines(data):
+        out(line)
+    return 0
+
+
+def cmd_exercise(args) -> int:
+    from . import exercises
+    try:
+        if args.progress:
+            if args.n is not None or args.hint is not None or args.output:
+                raise UserError("exercise: --progress takes no exercise number, --hint or -o")
+            rows = exercises.progress_rows()
+            if args.json:
+                emit_json({"file": str(exercises.progress_path()), "exercises": rows})
+                return 0
+            done = sum(r["status"] == "done" for r in rows)
+            out(f"exercises done: {done} of {LAST}  (progress file: {exercises.progress_path()})")
+            for r in rows:
+                title = r["title"] if len(r["title"]) <= 76 else r["title"][:75] + "~"
+                out(f"  {r['exercise']:>2}  {r['status']:<7}  {title}")
+            return 0
+        if args.n is None:
+            raise UserError(f"exercise: give an exercise number (1 to {LAST}), or --progress")
+        if args.n == 0:
+            raise UserError(f"exercise: stage 0 is the starting point, not a commit: exercises are 1 to {LAST}")
+        if args.hint is not None:
+            hints = exercises.hints(args.n)
+            if not 1 <= args.hint <= len(hints):
+                raise UserError(f"exercise: hint {args.hint}: there are {len(hints)} hints, 1 to {len(hints)}")
+            if args.json:
+                emit_json({"exercise": args.n, "hints": hints[:args.hint]})
+                return 0
+            for k, h in enumerate(hints[:args.hint], 1):
+                out(f"Hint {k} of {len(hints)}:")
+                out(textwrap.indent(h, "  "))
+                out()
+            if args.hint < len(hints):
+                out(f"More: `{args.top} exercise {args.n} --hint {args.hint + 1}`.")
+            return 0
+        text = exercises.starter(args.n)
+        path = args.output or f"exercise_{args.n:02d}.py"
+        if path == "-":
+            sys.stdout.write(text)
+            return 0
+        if os.path.exists(path) and not args.force:
+            raise UserError(f"exercise: {path} exists: give another -o FILE, or --force to overwrite it")
+        try:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise UserError(f"exercise: cannot write {path}: {exc.strerror or exc}") from None
+        exercises.record_started(args.n, path)
+        cls = stage(args.n)
+        out(f"wrote {path}: exercise {args.n:02d}, {cls.TITLE}")
+        out(f"  edit the class Stage in it so that it does what commit {args.n:02d} did;")
+        out(f"  hints:          {args.top} exercise {args.n} --hint")
+        out(f"  your change:    {args.top} diff {args.n} --stage-file {path}")
+        out(f"  next step:      {args.top} verify {path}")
+        return 0
+    except exercises.StageFileError as exc:
+        raise UserError(str(exc)) from None
+
+
+def cmd_book(args) -> int:
+    from .book import BookError, build
+    try:
+        report = build(args.out)
+    except BookError as exc:
+        raise UserError(f"book: {exc}") from None
+    if args.json:
+        emit_json({"out": str(report.out), "pages": report.pages, "seconds": round(report.seconds, 2)})
+        return 0
+    warn(f"wrote {plural(len(report.pages), 'page')} to {report.out} in {report.seconds:.1f} s")
+    out(f"open {os.path.join(str(report.out), 'index.html')}")
+    return 0
+
+
 # ------------------------------------------------------------------ the parser
+INLINE_DIFFS = "diffs with inherited code in place of super() calls"
+
+
+def teaching_options(sp: argparse.ArgumentParser, inline: str | None = None, json: str = "print JSON") -> None:
+    """--inline (when ``inline`` gives its help) and --json."""
+    if inline:
+        sp.add_argument("--inline", action="store_true", help=inline)
+    sp.add_argument("--json", action="store_true", help=json)
+
+
 def build_parser(prog: str = "dirty-ladder") -> Parser:
     p = Parser(prog=prog, formatter_class=Formatter,
                description="Step through QEMU's 2013 dirty-bitmap series, one stage at a time, "
@@ -636,30 +1041,39 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
                          "FUNCTION: its Python source as in force at stage N, wherever it was written.")
     sp.add_argument("stage", type=stage_number, metavar="N", help=f"stage number, 0 to {LAST}")
     sp.add_argument("function", nargs="?", metavar="FUNCTION", help="a function (or constant) of that stage")
-    sp.add_argument("--json", action="store_true", help="print JSON")
+    teaching_options(sp, inline="show inherited code in place of super() calls (e.g. show 15 "
+                                "cpu_physical_memory_get_dirty_flag --inline)")
     sp.set_defaults(func=cmd_show)
 
     sp = add("diff", "what changed from stage N-1 to N (or from N to M)",
              f"{prog} diff 25        # stage 24 -> 25: a rename\n{prog} diff 12 19     # several commits\n"
-             f"{prog} diff 29 --json",
+             f"{prog} diff 29 --json\n{prog} diff 19 --inline   # inherited code in place of super() calls\n"
+             f"{prog} diff 27 --stage-file exercise_27.py   # your stage 27 against stage 26",
              description="Functions added, removed and renamed (likely when the body is the same), "
                          "signatures changed, representation and constants changed, declarations "
                          "moved, the register's divergences, and a unified diff of the source of each "
                          "changed function: `git show` for the ladder.")
     sp.add_argument("n", type=stage_number, metavar="N", help="stage (alone: compared with N-1)")
     sp.add_argument("m", type=stage_number, metavar="M", nargs="?", help="second stage: diff N -> M")
-    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.add_argument("--stage-file", metavar="FILE",
+                    help="a module whose class Stage stands in for the second stage (your exercise)")
+    teaching_options(sp, inline="show inherited code in place of super() calls (diff 19 --inline: the "
+                                "byte code that the bitmaps replace)")
     sp.set_defaults(func=cmd_diff)
 
     sp = add("replay", "run a trace (shared/machine.md) on one stage, or on all 40",
              f"{prog} trace random --seed 3 -o t.json\n{prog} replay t.json --stage 19\n"
              f"{prog} replay t.json --stage 19 --json   # the dirty-trace-result/1 object\n"
-             f"{prog} replay t.json --all               # where the observables change")
+             f"{prog} replay t.json --all               # where the observables change\n"
+             f"{prog} replay t.json --stage 27 --stage-file exercise_27.py   # on your stage 27")
     sp.add_argument("trace", metavar="TRACE.json", help="a dirty-trace/1 file ('-' for stdin)")
     which = sp.add_mutually_exclusive_group(required=True)
     which.add_argument("--stage", type=stage_number, metavar="N", help="the stage to run it on")
     which.add_argument("--all", action="store_true",
                        help="run on all stages and report each rung where the observables change")
+    sp.add_argument("--stage-file", metavar="FILE",
+                    help="a module whose class Stage stands in for the stage its STAGE names "
+                         "(with --stage N: for stage N)")
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp.set_defaults(func=cmd_replay)
 
@@ -717,6 +1131,73 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
     vp.add_argument("trace", metavar="TRACE.json", help="a dirty-trace/1 file ('-' for stdin)")
     vp.add_argument("--json", action="store_true", help="print JSON")
     vp.set_defaults(func=cmd_trace_validate)
+
+    sp = add("tour", "the guided tour of the series: chapters, and each stage with its diff, "
+                     "docstring, register entries replayed and cost",
+             f"{prog} tour                 # the chapters\n{prog} tour api-cleanup     # the first chapter\n"
+             f"{prog} tour 19              # one stage\n{prog} tour ch5 --no-diff     # chapter 5",
+             description="Prints the tour: the chapters' own words (dirty_ladder/tour.toml), then for each "
+                         "stage its title, upstream commit and kind of step, the docstring's account of "
+                         "why behaviour is kept, the register entries it caused with their minimal "
+                         "traces replayed before and after, the invariant breaks that begin there, its "
+                         "cost change where the bench measured one, and its diff.")
+    sp.add_argument("what", nargs="?", metavar="CHAPTER|N", help="a chapter (its id, or ch1 to ch5) or a stage number")
+    sp.add_argument("--no-diff", action="store_true", help="leave out the diffs")
+    teaching_options(sp, inline=INLINE_DIFFS)
+    sp.set_defaults(func=cmd_tour)
+
+    sp = add("log", "walk a range of stages like git log (-p: with diffs), or one function's history (-L)",
+             f"{prog} log 24..27 -p      # stages 25, 26 and 27 with their diffs\n"
+             f"{prog} log --oneline\n{prog} log -L cpu_physical_memory_get_dirty_flag",
+             description="Each stage of the range in ladder order (oldest first: git log --reverse): its "
+                         "upstream hash, title, kind, register entries and the explanation from its "
+                         "docstring; -p adds its diff from the stage before. N..M means the stages after "
+                         "N up to M, as in git; N alone means stage N. -L FUNCTION: every stage that "
+                         "added, changed, renamed, re-declared or removed it (following renames).")
+    sp.add_argument("range", nargs="?", metavar="N..M", help="stages after N up to M (default: all)")
+    sp.add_argument("-p", "--patch", action="store_true", help="show each stage's diff")
+    sp.add_argument("-L", metavar="FUNCTION", help="the history of one function across the ladder")
+    sp.add_argument("--oneline", action="store_true", help="one line per stage")
+    teaching_options(sp, inline=INLINE_DIFFS)
+    sp.set_defaults(func=cmd_log)
+
+    sp = add("register", "the divergence register: list its entries, or replay one before and after its rung",
+             f"{prog} register\n{prog} register xen-told-start\n{prog} register tlb-reset-short-range --json",
+             description="Without ID: every entry of dirty_ladder/divergences.toml (rung, id, status, what). "
+                         "With ID: the entry, and its minimal trace (and call) run on the stage before and "
+                         "the stage of its rung, the observables side by side ('*': differs).")
+    sp.add_argument("id", nargs="?", metavar="ID", help="an entry's id")
+    teaching_options(sp)
+    sp.set_defaults(func=cmd_register)
+
+    from .exercises import progress_path
+    sp = add("exercise", "write a starter module to redo commit N yourself; hints; your progress",
+             f"{prog} exercise 27               # writes exercise_27.py\n"
+             f"{prog} exercise 27 --hint        # the first of three hints (--hint 3: all)\n"
+             f"{prog} verify exercise_27.py     # then: the ladder's checks on your stage\n"
+             f"{prog} exercise --progress",
+             description="Writes a module whose class Stage subclasses stage N-1 and holds stage N-1's "
+                         "code for every name commit N changes, with the commit's title and description "
+                         "(its code left out) and what to do next. Progress is kept in a JSON file: "
+                         f"$DIRTY_LADDER_PROGRESS if set, else {progress_path()}.")
+    sp.add_argument("n", type=stage_number, nargs="?", metavar="N", help=f"the commit, 1 to {LAST}")
+    sp.add_argument("-o", "--output", metavar="FILE", help="where to write it (default exercise_NN.py; - for stdout)")
+    sp.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    sp.add_argument("--hint", type=positive, nargs="?", const=1, metavar="K", help="print hints 1 to K (default 1)")
+    sp.add_argument("--progress", action="store_true", help="list the exercises done and started")
+    teaching_options(sp, json="print JSON (--hint, --progress)")
+    sp.set_defaults(func=cmd_exercise)
+
+    sp = add("book", "write the tour as a static website (needs the book extra)",
+             f"{prog} book book/            # then open book/index.html\n{prog} book /tmp/site --json",
+             description="A page per chapter and per stage (highlighted diffs, register entries with "
+                         "their minimal traces replayed before and after, pictures of the three "
+                         "bitmaps), the register, the changelog, the rung tests and the cost plot. "
+                         "Relative links, no JavaScript: it works from the file system. Needs "
+                         "jinja2, pygments and matplotlib: pip install -e '.[book]'.")
+    sp.add_argument("out", metavar="OUT", help="the directory to write (created if needed)")
+    teaching_options(sp, json="print what was written as JSON")
+    sp.set_defaults(func=cmd_book)
 
     from . import bench
     sp = add("bench", "the cost per page of the operations the series changed, at every stage",

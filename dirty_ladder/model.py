@@ -15,6 +15,7 @@ register files; nothing is written twice.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import inspect
 import re
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from stages import stage
+from stages import LAST as LAST_STAGE, stage
 from stages.common import removed
 
 # Class attributes that describe a stage rather than belong to its API.
@@ -99,6 +100,12 @@ class Function:
             return f"# source of {self.name} not available\n"
 
     @property
+    def inlined_source(self) -> str:
+        """The source with each ``super().NAME(...)`` statement replaced by the
+        body it inherits (recursively), so a wrapper reads as the code it runs."""
+        return inline_super(self)
+
+    @property
     def written_in(self) -> str:
         """Where the source was written: module path and first line."""
         try:
@@ -143,6 +150,72 @@ def function_of(cls: type, name: str) -> Function | None:
                     cls.DECLARED_IN.get(name))
 
 
+def _super_calls(tree: ast.AST) -> list[tuple[ast.stmt, ast.Call, str]]:
+    """``return super().NAME(...)`` and ``super().NAME(...)`` statements."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Return, ast.Expr)) and isinstance(node.value, ast.Call):
+            func = node.value.func
+            if (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call)
+                    and isinstance(func.value.func, ast.Name) and func.value.func.id == "super"
+                    and not func.value.args):
+                found.append((node, node.value, func.attr))
+    return found
+
+
+def _body_lines(source: str) -> list[str]:
+    """The lines of a function's body (after its ``def`` and signature), dedented."""
+    tree = ast.parse(source)
+    fdef = tree.body[0]
+    assert isinstance(fdef, ast.FunctionDef)
+    lines = source.splitlines()
+    first = fdef.body[0].lineno - 1
+    if (isinstance(fdef.body[0], ast.Expr) and isinstance(fdef.body[0].value, ast.Constant)
+            and isinstance(fdef.body[0].value.value, str) and len(fdef.body) > 1):
+        first = fdef.body[1].lineno - 1                      # leave the docstring out
+    return textwrap.dedent("\n".join(lines[first:])).splitlines()
+
+
+def inline_super(fn: Function) -> str:
+    source = fn.source
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    calls = _super_calls(tree)
+    if not calls:
+        return source
+    lines = source.splitlines()
+    fdef = tree.body[0]
+    parent_cls = fn.owner.__mro__[1]
+    for node, call, name in sorted(calls, key=lambda c: -c[0].lineno):
+        parent = function_of(parent_cls, name)
+        if parent is None:
+            continue
+        indent = lines[node.lineno - 1][:len(lines[node.lineno - 1]) - len(lines[node.lineno - 1].lstrip())]
+        body = _body_lines(parent.inlined_source)
+        if isinstance(node, ast.Expr):           # the parent's result is not used here
+            body = [line[len("return "):] + "  # (result unused)" if line.startswith("return ")
+                    else line for line in body]
+            body = [line for line in body if line != "return"]
+        params = list(parent.params)
+        bind = []
+        for param, arg in zip(params, call.args):
+            text = ast.unparse(arg)
+            if text != param:
+                bind.append(f"{param} = {text}")
+        for kw in call.keywords:
+            if kw.arg and ast.unparse(kw.value) != kw.arg:
+                bind.append(f"{kw.arg} = {ast.unparse(kw.value)}")
+        where = f"stage {parent.last_changed:02d}, {parent.written_in}"
+        new = ([f"{indent}# super().{name}(...) inlined: the body in force at {where}"]
+               + [indent + line if line else "" for line in bind + body]
+               + [f"{indent}# end of stage {parent.last_changed:02d}'s body"])
+        lines[node.lineno - 1:node.end_lineno] = new
+    del fdef
+    return "\n".join(lines) + "\n"
+
+
 @dataclass
 class Constant:
     name: str
@@ -177,11 +250,12 @@ class Api:
         return {"kind": self.representation, "bytes_per_page": self.bytes_per_page, "store": store}
 
 
-def api_of(n: int) -> Api:
+def api_of(n: int, cls: type | None = None) -> Api:
+    """The API of stage ``n`` (or of ``cls``, a class standing in for it)."""
     from .machine import Machine
     from .views import representation
 
-    cls = stage(n)
+    cls = stage(n) if cls is None else cls
     functions, constants = {}, {}
     for name in sorted(dir(cls)):
         if name.startswith("_") or name in META:
@@ -298,15 +372,21 @@ def _param_changes(fa: Function, fb: Function) -> dict[str, Any]:
     return change
 
 
-def _source_diff(fa: Function, fb: Function, a: Api, b: Api) -> str:
+def _source_diff(fa: Function, fb: Function, a: Api, b: Api, inline: bool = False) -> str:
+    sa, sb = (fa.inlined_source, fb.inlined_source) if inline else (fa.source, fb.source)
     return "".join(difflib.unified_diff(
-        fa.source.splitlines(keepends=True), fb.source.splitlines(keepends=True),
+        sa.splitlines(keepends=True), sb.splitlines(keepends=True),
         fromfile=f"stage {a.n:02d}: {fa.name} ({fa.written_in})",
         tofile=f"stage {b.n:02d}: {fb.name} ({fb.written_in})"))
 
 
-def compute_diff(n: int, m: int) -> dict[str, Any]:
-    a, b = api_of(n), api_of(m)
+def compute_diff(n: int, m: int, classes: dict[int, type] | None = None,
+                 inline: bool = False) -> dict[str, Any]:
+    """What changed from stage ``n`` to ``m``.  ``classes`` maps a stage number
+    to a class standing in for it (a user's module); ``inline`` shows
+    inherited code in place of ``super()`` calls in the source diffs."""
+    classes = classes or {}
+    a, b = api_of(n, classes.get(n)), api_of(m, classes.get(m))
     lo, hi = sorted((n, m))
     commits = [{"stage": k, "title": stage(k).TITLE, "upstream": stage(k).UPSTREAM, "kind": stage(k).KIND}
                for k in range(lo + 1, hi + 1)]
@@ -322,7 +402,7 @@ def compute_diff(n: int, m: int) -> dict[str, Any]:
         if fa.signature != fb.signature:
             signature_changes.append(_param_changes(fa, fb))
         if fa.func is not fb.func:
-            diff = _source_diff(fa, fb, a, b)
+            diff = _source_diff(fa, fb, a, b, inline)
             changed.append({"name": name, "from_stage": fa.last_changed, "to_stage": fb.last_changed,
                             "diff": diff or "(redefined with the same source)\n"})
     for r in renames:
@@ -331,7 +411,7 @@ def compute_diff(n: int, m: int) -> dict[str, Any]:
             signature_changes.append({**_param_changes(fa, fb), "name": f"{fa.name} -> {fb.name}"})
         if fa.func is not fb.func:
             changed.append({"name": f"{fa.name} -> {fb.name}", "from_stage": fa.last_changed,
-                            "to_stage": fb.last_changed, "diff": _source_diff(fa, fb, a, b)})
+                            "to_stage": fb.last_changed, "diff": _source_diff(fa, fb, a, b, inline)})
     da, db = a.cls.DECLARED_IN, b.cls.DECLARED_IN
     present_a = set(a.functions) | set(a.constants) | set(a.other)
     present_b = set(b.functions) | set(b.constants) | set(b.other)
@@ -351,7 +431,7 @@ def compute_diff(n: int, m: int) -> dict[str, Any]:
     doc = ""
     if hi - lo == 1:
         import importlib
-        doc = inspect.getdoc(importlib.import_module(stage(hi).__module__)) or ""
+        doc = inspect.getdoc(importlib.import_module(b.cls.__module__ if hi == m else a.cls.__module__)) or ""
     return {
         "from": n, "to": m, "commits": commits, "message": doc,
         "added": [{"name": k, "signature": b.functions[k].signature,
@@ -366,4 +446,316 @@ def compute_diff(n: int, m: int) -> dict[str, Any]:
                            "changed": a.representation != b.representation},
         "changed_functions": changed,
         "divergences": divergences,
+    }
+
+
+# ------------------------------------------------------------------ a stage's own words
+REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+UPSTREAM_URL = "https://gitlab.com/qemu-project/qemu/-/commit/{hash}"
+
+
+@dataclass
+class StageDoc:
+    """A stage module's docstring, split as every docstring is written:
+    the title line, the ``Upstream:`` and ``Kind:`` paragraphs, then the body,
+    which says what the commit changed (``what``) and, from its first
+    sentence about behaviour on, why behaviour is kept or where it is not
+    (``why``)."""
+    n: int
+    title: str
+    upstream: str | None
+    kind: str
+    module: str
+    upstream_note: str      # the "Upstream: ..." paragraph, joined
+    body: str
+    what: str
+    why: str
+
+    @property
+    def upstream_url(self) -> str | None:
+        # "4f08cabe9 (header half)": the hash is the first word
+        return UPSTREAM_URL.format(hash=self.upstream.split()[0]) if self.upstream else None
+
+
+_BEHAVIOUR = re.compile(r"\bbehaviou?r\b", re.IGNORECASE)
+
+
+def _split_why(body: str) -> tuple[str, str]:
+    m = _BEHAVIOUR.search(body)
+    if not m:
+        return body.strip(), ""
+    # back to the start of the sentence (or paragraph) that mentions behaviour
+    head = body[:m.start()]
+    cut = max([0] + [m2.end() for m2 in re.finditer(r"\.\s+|\n\n", head)])
+    return body[:cut].strip(), body[cut:].strip()
+
+
+def stage_doc(n: int, cls: type | None = None) -> StageDoc:
+    import importlib
+    cls = stage(n) if cls is None else cls
+    doc = inspect.getdoc(importlib.import_module(cls.__module__)) or ""
+    paragraphs = [p for p in doc.split("\n\n")]
+    rest, upstream_note = [], ""
+    for i, para in enumerate(paragraphs):
+        if i == 0:
+            continue                                  # "Stage NN: title"
+        if para.startswith("Upstream:"):
+            upstream_note = " ".join(para[len("Upstream:"):].split())
+        elif para.startswith("Kind:"):
+            pass
+        elif not upstream_note and i == 1:
+            rest.append(para)
+        else:
+            rest.append(para)
+    body = "\n\n".join(rest)
+    what, why = _split_why(body)
+    return StageDoc(cls.STAGE, cls.TITLE, cls.UPSTREAM, cls.KIND, module_path(cls.__module__),
+                    upstream_note, body, what, why)
+
+
+def changelog_entries(path=None) -> dict[int, str]:
+    """CHANGELOG.md's "## Stage NN: title" entries, by stage (empty when the
+    file is not there, e.g. in an installed copy without the repository)."""
+    path = REPO / "CHANGELOG.md" if path is None else path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    out_: dict[int, str] = {}
+    for part in re.split(r"^## ", text, flags=re.MULTILINE)[1:]:
+        m = re.match(r"Stage (\d+): ", part)
+        if m:
+            out_[int(m.group(1))] = "## " + part.strip() + "\n"
+    return out_
+
+
+# ------------------------------------------------------------------ one function's history
+def function_history(name: str) -> list[dict[str, Any]]:
+    """``git log -L`` for the ladder: each rung that added, changed, renamed,
+    re-declared or removed ``name`` (following renames both ways), with its
+    diff.  Empty when no stage ever had such a function."""
+    diffs = [compute_diff(k - 1, k) for k in range(1, LAST_STAGE + 1)]
+    names = {name}
+    grew = True
+    while grew:                                           # the rename chain, both ways
+        grew = False
+        for d in diffs:
+            for r in d["renamed"]:
+                if (r["from"] in names) != (r["to"] in names):
+                    names |= {r["from"], r["to"]}
+                    grew = True
+    out_: list[dict[str, Any]] = []
+    first = next((k for k in range(LAST_STAGE + 1) if any(function_of(stage(k), x) for x in names)), None)
+    if first is None:
+        return []
+    if first == 0:
+        fn = next(function_of(stage(0), x) for x in names if function_of(stage(0), x))
+        out_.append({"stage": 0, "change": "present before the series", "name": fn.name,
+                     "signature": fn.signature, "diff": fn.source})
+    for k, d in enumerate(diffs, 1):
+        events = []
+        for a in d["added"]:
+            if a["name"] in names:
+                fn = function_of(stage(k), a["name"])
+                events.append(("added", a["name"], "".join(difflib.unified_diff(
+                    [], fn.source.splitlines(keepends=True), "/dev/null",
+                    f"stage {k:02d}: {fn.name} ({fn.written_in})"))))
+        for r in d["removed"]:
+            if r["name"] in names:
+                events.append(("removed", r["name"], ""))
+        for r in d["renamed"]:
+            if r["to"] in names:
+                events = [e for e in events if not (e[0] in ("added", "removed")
+                                                    and e[1] in (r["from"], r["to"]))]
+                events.append(("renamed", f"{r['from']} -> {r['to']}", ""))
+        for c in d["changed_functions"]:
+            parts = [p.strip() for p in c["name"].split("->")]
+            if parts[-1] in names:
+                events = [e for e in events if e[0] != "renamed"]
+                kind = "renamed and changed" if len(parts) > 1 else "changed"
+                events.append((kind, c["name"], c["diff"]))
+        for s in d["signature_changes"]:
+            if s["name"].split(" -> ")[-1] in names and not any(e[0] != "removed" for e in events):
+                events.append(("signature changed", s["name"], f"{s['from']}  ->  {s['to']}\n"))
+        for x in d["declarations_moved"]:
+            if x["name"] in names:
+                events.append(("declaration moved", x["name"], f"{x['from']} -> {x['to']}\n"))
+        for kind, what, diff in events:
+            out_.append({"stage": k, "change": kind, "name": what, "title": d["commits"][0]["title"],
+                         "kind": d["commits"][0]["kind"], "diff": diff})
+    return out_
+
+
+# ------------------------------------------------------------------ the register, replayed
+def observables(result: dict[str, Any], ops: list[dict] | None = None) -> list[tuple[str, Any]]:
+    """A replay's result (or an API call's outcome) as rows (name, value):
+    each op's result, then each field of the state, one level down."""
+    rows: list[tuple[str, Any]] = []
+    if "results" in result:
+        for i, value in enumerate(result["results"]):
+            label = f"results[{i}]"
+            if ops is not None and i < len(ops):
+                label += " " + ops[i]["op"]
+            rows.append((label, value))
+    state = result.get("state", {k: v for k, v in result.items() if k not in ("format", "stage", "results")})
+    for key, value in state.items():
+        if isinstance(value, dict) and value and key != "migration":
+            rows += [(f"{key}.{k}", v) for k, v in value.items()]
+        else:
+            rows.append((key, value))
+    return rows
+
+
+def side_by_side(before: dict[str, Any], after: dict[str, Any], ops: list[dict] | None = None
+                 ) -> list[dict[str, Any]]:
+    a, b = dict(observables(before, ops)), dict(observables(after, ops))
+    keys = list(a) + [k for k in b if k not in a]
+    return [{"name": k, "before": a.get(k), "after": b.get(k), "differs": a.get(k) != b.get(k)} for k in keys]
+
+
+def replay_on(n: int, trace, cls: type | None = None) -> dict[str, Any]:
+    """The ``dirty-trace-result/1`` object of ``trace`` on stage ``n`` (or on
+    ``cls`` standing in for it): the replay every face shows."""
+    from .machine import replay
+    return replay(stage(n) if cls is None else cls, trace)
+
+
+def entry_replay(entry) -> dict[str, Any]:
+    """A register entry's minimal trace (and/or call) run on the stages
+    before and after its rung, the observables side by side."""
+    from .rungs import api_case, run_api_case
+    from .trace import validate
+    out_: dict[str, Any] = {"id": entry.id, "rung": entry.rung, "before_stage": entry.rung - 1,
+                            "after_stage": entry.rung}
+    if entry.trace is not None:
+        trace = validate(entry.trace)
+        before, after = replay_on(entry.rung - 1, trace), replay_on(entry.rung, trace)
+        out_["trace"] = {"trace": trace.as_dict(), "before": before, "after": after,
+                         "rows": side_by_side(before, after, trace.ops)}
+    if entry.call is not None:
+        case = api_case(entry.call)
+        before, after = run_api_case(stage(entry.rung - 1), case), run_api_case(stage(entry.rung), case)
+        out_["call"] = {"call": entry.call, "describe": case.describe(), "before": before, "after": after,
+                        "rows": side_by_side(before, after)}
+    return out_
+
+
+def entry_dict(entry) -> dict[str, Any]:
+    return {"id": entry.id, "rung": entry.rung, "status": entry.status, "what": entry.what,
+            "explanation": entry.explanation, "fixed_upstream": entry.fixed_upstream,
+            "signatures": entry.signatures, "trace": entry.trace, "call": entry.call}
+
+
+def invariant_breaks() -> list:
+    from . import invariants
+    return invariants.load_register()
+
+
+def breaks_from(n: int, breaks: list | None = None) -> list:
+    """The invariant breaks (dirty_ladder/invariants.toml) that begin at stage ``n``."""
+    breaks = invariant_breaks() if breaks is None else breaks
+    return [b for b in breaks if b.stages and b.stages[0] == n]
+
+
+# ------------------------------------------------------------------ the bench's results
+def bench_path():
+    import os
+    from pathlib import Path
+    return Path(os.environ.get("DIRTY_LADDER_BENCH") or REPO / "docs" / "bench.json")
+
+
+def load_bench() -> dict[str, Any] | None:
+    """docs/bench.json (or $DIRTY_LADDER_BENCH), or None when it is not there."""
+    import json
+    try:
+        return json.loads(bench_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def cost_changes(n: int, bench: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The costs the bench saw change at rung ``n``: an operation whose
+    per-page timings at stage ``n`` all lie outside the range of its timings
+    at stage ``n - 1`` (min to max of the samples, so a change within the
+    noise of a busy machine is not reported)."""
+    if not bench or n < 1:
+        return []
+    from .bench import OP_LABEL, OPS
+    by = {r["stage"]: r for r in bench.get("stages", [])}
+    if n not in by or n - 1 not in by:
+        return []
+    out_ = []
+    for op in OPS:
+        ma, mb = by[n - 1]["measured"].get(op), by[n]["measured"].get(op)
+        if not ma or not mb:
+            continue
+        ra = [x / ma["pages"] for x in ma["samples_ns"]]
+        rb = [x / mb["pages"] for x in mb["samples_ns"]]
+        if max(rb) < min(ra) or min(rb) > max(ra):
+            before, after = by[n - 1][f"{op}_ns_per_page"], by[n][f"{op}_ns_per_page"]
+            out_.append({"op": op, "label": OP_LABEL[op], "before_ns": before, "after_ns": after,
+                         "ratio": after / before})
+    return out_
+
+
+def cost_text(c: dict[str, Any]) -> str:
+    r = c["ratio"]
+    how = f"{1 / r:,.0f}x cheaper" if r < 1 else f"{r:,.1f}x dearer"
+    return f"{c['label']}: {c['before_ns']:,.3g} -> {c['after_ns']:,.3g} ns per page ({how})"
+
+
+# ------------------------------------------------------------------ the tour
+@dataclass
+class Chapter:
+    number: int
+    id: str
+    title: str
+    problem: str
+    look_at: str
+    stages: list[int]
+    select: str = ""            # "" for a span; a register status ("bug") for a chapter drawn from it
+
+
+def load_tour(register: list | None = None) -> list[Chapter]:
+    """dirty_ladder/tour.toml: the chapters' own prose and spans.  A chapter
+    with ``select = "STATUS"`` takes the rungs of the register entries with
+    that status, so it follows the register."""
+    import tomllib
+    from importlib import resources
+    text = resources.files(__package__).joinpath("tour.toml").read_text(encoding="utf-8")
+    chapters = []
+    for i, c in enumerate(tomllib.loads(text)["chapter"], 1):
+        if "select" in c:
+            register = load_register_safely() if register is None else register
+            numbers = sorted({e.rung for e in register or [] if e.status == c["select"]})
+        else:
+            first, last = c["stages"]
+            numbers = list(range(first, last + 1))
+        chapters.append(Chapter(i, c["id"], c["title"], " ".join(c["problem"].split()),
+                                " ".join(c["look_at"].split()), numbers, c.get("select", "")))
+    return chapters
+
+
+def find_chapter(chapters: list[Chapter], key: str) -> Chapter | None:
+    """A chapter by its id or as ``chN`` (a bare number is a stage, not a chapter)."""
+    for c in chapters:
+        if key in (c.id, f"ch{c.number}"):
+            return c
+    return None
+
+
+def tour_stage(n: int, register: list | None = None, bench: dict[str, Any] | None = None,
+               breaks: list | None = None, inline: bool = False) -> dict[str, Any]:
+    """Everything the tour shows of stage ``n``: its docstring, its diff from
+    ``n - 1``, the register entries it caused (replayed), the invariant
+    breaks that begin there, and its cost change."""
+    register = load_register_safely() if register is None else register
+    doc = stage_doc(n)
+    entries = [e for e in register or [] if e.rung == n]
+    return {
+        "stage": n, "doc": doc,
+        "diff": compute_diff(n - 1, n, inline=inline) if n else None,
+        "entries": [{**entry_dict(e), "replay": entry_replay(e)} for e in entries],
+        "breaks": breaks_from(n, breaks),
+        "costs": cost_changes(n, bench),
     }

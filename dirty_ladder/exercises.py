@@ -1,0 +1,415 @@
+"""Exercises: redo one commit of the series yourself, and have the ladder check it.
+
+- :func:`starter` -- the module ``dirty-ladder exercise N`` writes: a ``Stage``
+  class that subclasses stage N-1 and holds stage N-1's code (inherited code
+  inlined) for every name commit N changes, stubs for the names it adds, a
+  note for the names it removes, and the commit's title and description with
+  the code taken out of it;
+- :func:`hints` -- graded hints, read off the diff and the register: which
+  names change, what kind of step it is and what the new code calls, then
+  the behaviour to expect;
+- :func:`load_stage_file` -- import a user's module and return its ``Stage``
+  class for stage N (``--stage-file``, ``verify``), with one-line errors;
+- :func:`record_done`, :func:`record_started`, :func:`read_progress` -- the
+  progress file (``$DIRTY_LADDER_PROGRESS``, else
+  ``$XDG_STATE_HOME/dirty-ladder/progress.json``, else
+  ``~/.local/state/dirty-ladder/progress.json``).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import datetime
+import importlib.util
+import json
+import os
+import re
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from stages import LAST, MODULES, stage
+from stages.common import removed
+
+from . import model
+
+PROGRESS_FORMAT = "dirty-ladder-progress/1"
+TOOLBOX = ("stages.bitmap", "stages.common")   # star-imported by every starter
+# Class attributes a starter never copies (they describe the stage, or are Python's own).
+SKIP = model.META | {"__module__", "__doc__", "__qualname__", "__firstlineno__", "__static_attributes__",
+                     "__dict__", "__weakref__"}
+
+
+class StageFileError(Exception):
+    """A user's stage module that cannot stand in for a stage: one line, exit status 2."""
+
+
+# ------------------------------------------------------------------ loading a user's module
+def load_stage_file(path: str | os.PathLike, n: int | None) -> type:
+    """The ``Stage`` class of the module at ``path``, checked to stand in for
+    stage ``n`` (``None``: whichever stage its ``STAGE`` names).  Raises
+    :class:`StageFileError` with a one-line message when the file does not
+    import, has no ``Stage`` class, names another stage, or does not
+    subclass the stage before it."""
+    p = Path(path)
+    if not p.is_file():
+        raise StageFileError(f"{path}: no such file")
+    name = "dirty_ladder_user_" + re.sub(r"\W", "_", p.stem) + f"_{abs(hash(str(p.resolve()))):x}"
+    spec = importlib.util.spec_from_file_location(name, p)
+    if spec is None or spec.loader is None:
+        raise StageFileError(f"{path}: not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module                   # inspect and the diff read it back by name
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[name]
+        raise StageFileError(f"{path}:{exc.lineno}: does not import: SyntaxError: {exc.msg}") from None
+    except Exception as exc:                     # noqa: BLE001 -- the user's module failed: say how
+        del sys.modules[name]
+        line = ""
+        tb = exc.__traceback__
+        while tb is not None:
+            if Path(tb.tb_frame.f_code.co_filename) == p:
+                line = f":{tb.tb_lineno}"
+            tb = tb.tb_next
+        detail = " ".join(str(exc).split())
+        raise StageFileError(f"{path}{line}: does not import: {type(exc).__name__}: {detail}") from None
+    cls = vars(module).get("Stage")
+    if not isinstance(cls, type):
+        raise StageFileError(f"{path}: no class Stage (the stage's class must be called Stage)")
+    got = getattr(cls, "STAGE", None)
+    if isinstance(got, bool) or not isinstance(got, int) or not 0 <= got <= LAST:
+        raise StageFileError(f"{path}: Stage.STAGE is {got!r}, not a stage number (0 to {LAST})")
+    if n is not None and got != n:
+        raise StageFileError(f"{path}: Stage.STAGE is {got}, not {n}: set STAGE = {n} in class Stage")
+    if got > 0 and not issubclass(cls, stage(got - 1)):
+        raise StageFileError(f"{path}: Stage does not subclass stage {got - 1:02d}'s Stage "
+                             f"(from stages import {MODULES[got - 1]} as parent)")
+    return cls
+
+
+# ------------------------------------------------------------------ progress
+def progress_path() -> Path:
+    env = os.environ.get("DIRTY_LADDER_PROGRESS")
+    if env:
+        return Path(env)
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(state) / "dirty-ladder" / "progress.json"
+
+
+def read_progress() -> dict[int, dict[str, Any]]:
+    """Per exercise done or started: ``{"started": ISO time, "file": path, "done": ISO time}``."""
+    try:
+        data = json.loads(progress_path().read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise StageFileError(f"{progress_path()}: cannot read the progress file: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != PROGRESS_FORMAT:
+        raise StageFileError(f"{progress_path()}: not a {PROGRESS_FORMAT} file")
+    return {int(k): v for k, v in data.get("exercises", {}).items()}
+
+
+def _write_progress(progress: dict[int, dict[str, Any]]) -> Path:
+    path = progress_path()
+    data = {"format": PROGRESS_FORMAT,
+            "exercises": {str(k): progress[k] for k in sorted(progress)}}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise StageFileError(f"{path}: cannot write the progress file: {exc.strerror or exc}") from None
+    return path
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _exercise_number(n: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= LAST:
+        raise StageFileError(f"unknown exercise {n!r}: exercises are 1 to {LAST} (one per commit)")
+    return n
+
+
+def record_started(n: int, file: str | os.PathLike) -> Path:
+    progress = read_progress()
+    entry = progress.setdefault(_exercise_number(n), {})
+    entry.setdefault("started", _now())
+    entry["file"] = str(Path(file).resolve())
+    return _write_progress(progress)
+
+
+def record_done(n: int, file: str | os.PathLike | None = None) -> Path:
+    """Mark exercise ``n`` done (``verify`` calls this when a stage passes)."""
+    progress = read_progress()
+    entry = progress.setdefault(_exercise_number(n), {})
+    entry["done"] = _now()
+    if file is not None:
+        entry["file"] = str(Path(file).resolve())
+    return _write_progress(progress)
+
+
+def progress_rows() -> list[dict[str, Any]]:
+    progress = read_progress()
+    rows = []
+    for n in range(1, LAST + 1):
+        p = progress.get(n, {})
+        status = "done" if p.get("done") else "started" if p.get("started") else "-"
+        rows.append({"exercise": n, "title": stage(n).TITLE, "status": status, **p})
+    return rows
+
+
+# ------------------------------------------------------------------ what a commit changes
+def own_names(n: int) -> dict[str, Any]:
+    """What stage ``n``'s class itself defines (its commit's change), in order."""
+    return {k: v for k, v in vars(stage(n)).items() if k not in SKIP and k != "DECLARED_IN"}
+
+
+def _parent_function(n: int, name: str) -> model.Function | None:
+    return model.function_of(stage(n - 1), name)
+
+
+def _code_names(source: str) -> set[str]:
+    """The global names a function's source reads."""
+    tree = ast.parse(source)
+    local = {a.arg for node in ast.walk(tree) if isinstance(node, ast.arguments)
+             for a in node.posonlyargs + node.args + node.kwonlyargs + [node.vararg, node.kwarg] if a}
+    stored = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)
+              and isinstance(node.ctx, ast.Store)}
+    loaded = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)
+              and isinstance(node.ctx, ast.Load)}
+    return loaded - local - stored - set(dir(builtins))
+
+
+def _import_lines(names: set[str], n: int) -> list[str]:
+    """Imports for the names the starter's code reads that the toolbox does not give."""
+    toolbox = {k for mod in TOOLBOX for k in vars(sys.modules.get(mod) or __import__(mod, fromlist=["_"]))
+               if not k.startswith("_")}
+    lines = set()
+    for name in sorted(names - toolbox):
+        value, home = None, None
+        for klass in stage(n - 1).__mro__:
+            mod = sys.modules.get(klass.__module__)
+            if mod is not None and name in vars(mod):
+                value, home = vars(mod)[name], mod.__name__
+                break
+        if value is None:
+            continue
+        if inspect_module(value):
+            lines.add(f"import {value.__name__}" + (f" as {name}" if name != value.__name__ else ""))
+        elif getattr(sys.modules.get(getattr(value, "__module__", "") or ""), name, None) is value:
+            lines.add(f"from {value.__module__} import {name}")
+        else:
+            lines.add(f"from {home} import {name}")
+    return sorted(lines)
+
+
+def inspect_module(value: Any) -> bool:
+    return type(value).__name__ == "module"
+
+
+# ------------------------------------------------------------------ the commit's description, without its code
+_SIMPLE = re.compile(r"^[A-Za-z_][\w.]*(\[[A-Za-z_][\w.]*\])?(\(\))?$")
+
+
+def redact(text: str) -> str:
+    """The text with every code literal that is more than a name (``name``,
+    ``a.b``, ``name()``, ``name[N]``) replaced by ``...``: the description
+    says what to do, the code is the exercise."""
+    return re.sub(r"``(.+?)``", lambda m: m.group(0) if _SIMPLE.match(m.group(1).strip()) else "``...``",
+                  text, flags=re.DOTALL)
+
+
+# ------------------------------------------------------------------ the starter module
+def starter(n: int) -> str:
+    n = _exercise_number(n)
+    cls, parent = stage(n), stage(n - 1)
+    doc = model.stage_doc(n)
+    names = own_names(n)
+    parent_mod = MODULES[n - 1]
+    body: list[str] = []
+    used: set[str] = set()
+    todo: list[str] = []
+    for name, value in names.items():
+        if isinstance(value, removed):
+            todo.append(f"remove {name}")
+            old = model.resolve(parent, name)[1]
+            if inspect_callable(old):
+                body.append(f"    # TODO: commit {n:02d} removes {name}; mark it removed:")
+                body.append(f"    #     {name} = removed(\"why\")")
+            else:
+                body.append(f"    # TODO: commit {n:02d} removes the constant {name} = {getattr(parent, name)!r};"
+                            f" mark it: {name} = removed(\"why\")")
+            body.append("")
+            continue
+        owner, raw = model.resolve(parent, name)
+        fn = model.function_of(parent, name) if owner is not None else None
+        if owner is None:                                   # new in this commit
+            todo.append(f"add {name}")
+            new = model.function_of(cls, name)
+            if new is not None:
+                # commented out: the machine asks whether some names exist, so the
+                # untouched starter must behave as stage n-1
+                deco = "    # @staticmethod\n" if isinstance(value, staticmethod) else ""
+                self_ = "" if isinstance(value, staticmethod) else "self, " if new.params else "self"
+                sig = new.signature.replace("(", "(" + self_, 1) if self_ else new.signature
+                body.append(f"    # TODO: commit {n:02d} adds {name}; write it here:")
+                body.append(f"{deco}    # def {name}{sig}:")
+                body.append("    #     ...")
+            else:
+                body.append(f"    # TODO: commit {n:02d} adds the constant {name}.")
+                body.append(f"    {name} = None")
+            body.append("")
+            continue
+        if fn is not None or name == "__init__":
+            todo.append(f"change {name}")
+            fn = fn or _init_of(parent)
+            source = fn.inlined_source
+            used |= _code_names(source)
+            deco = "    @staticmethod\n" if isinstance(raw, staticmethod) else ""
+            where = f"stage {fn.last_changed:02d}, {fn.written_in}"
+            body.append(_comment(f"stage {n - 1:02d}'s {name} (in force since {where}); commit {n:02d} changes it"))
+            body.append(deco + textwrap.indent(source.rstrip("\n"), "    "))
+            body.append("")
+            continue
+        todo.append(f"change {name}")
+        body.append(f"    # stage {n - 1:02d}'s value; commit {n:02d} changes it")
+        body.append(f"    {name} = {getattr(parent, name)!r}")
+        body.append("")
+    if "DECLARED_IN" in vars(cls) and vars(cls)["DECLARED_IN"] != parent.DECLARED_IN:
+        todo.append("update DECLARED_IN")
+        body.insert(0, "")
+        body.insert(0, f"    DECLARED_IN = {{**parent.Stage.DECLARED_IN}}  # TODO: where the C declares "
+                       f"each name after commit {n:02d}")
+    what = redact(doc.what) or "(see the title)"
+    header = [
+        f'"""Exercise {n:02d}: {doc.title}',
+        "",
+        f"Upstream: {doc.upstream or '- (not merged as such)'}.  Kind of step: {doc.kind}.",
+        "",
+        "What the commit does (the code in it is left out as ``...``: writing it is the exercise):",
+        "",
+        textwrap.indent(what, "    "),
+        "",
+        textwrap.fill(f"The class below subclasses stage {n - 1:02d} and holds stage {n - 1:02d}'s code "
+                      f"for every name commit {n:02d} touches ({', '.join(todo) or 'none'}), with inherited "
+                      f"code inlined where it called super().  Change it so that it does what commit "
+                      f"{n:02d} did; leave everything else to the parent class.", 79),
+        "",
+        f"    dirty-ladder exercise {n} --hint        the first hint (--hint 2, --hint 3: more)",
+        f"    dirty-ladder diff {n} --stage-file FILE    your change, as a diff from stage {n - 1:02d}",
+        "    dirty-ladder verify FILE               run your stage through the ladder's checks",
+        '"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "import numpy as np",
+        "",
+        f"from stages import {parent_mod} as parent",
+        "from stages.bitmap import *  # noqa: F403 -- QEMU's bitmap.h: bitmap_set, find_next_bit, test_bit ...",
+        "from stages.common import *  # noqa: F403 -- page constants, removed, the argument checks",
+    ]
+    header += _import_lines(used - {"np", "parent"}, n)
+    cls_lines = [
+        "",
+        "",
+        "class Stage(parent.Stage):",
+        f"    STAGE = {n}",
+        f"    TITLE = {doc.title!r}",
+        f"    UPSTREAM = {doc.upstream!r}",
+        f"    KIND = {doc.kind!r}",
+        "",
+    ]
+    return "\n".join(header + cls_lines + body).rstrip("\n") + "\n"
+
+
+def _comment(text: str) -> str:
+    return textwrap.fill(text, 99, initial_indent="    # ", subsequent_indent="    #   ")
+
+
+def inspect_callable(value: Any) -> bool:
+    return callable(value) or isinstance(value, (staticmethod, classmethod))
+
+
+def _init_of(cls: type) -> model.Function:
+    owner, raw = model.resolve(cls, "__init__")
+    import inspect
+    return model.Function("__init__", raw, owner, "", [p for p in inspect.signature(raw).parameters][1:],
+                          "", None)
+
+
+# ------------------------------------------------------------------ hints
+def hints(n: int) -> list[str]:
+    """Three hints, from least to most telling."""
+    n = _exercise_number(n)
+    d = model.compute_diff(n - 1, n)
+    names = own_names(n)
+    changed = [k for k, v in names.items() if not isinstance(v, removed) and model.resolve(stage(n - 1), k)[0]]
+    lines1 = [f"Commit {n:02d} touches {len(names) + ('DECLARED_IN' in vars(stage(n)))} name(s) of the class:"]
+    for k in changed:
+        lines1.append(f"  change {k}")
+    for a in d["added"]:
+        lines1.append(f"  add {a['name']}{a['signature']}")
+    for r in d["removed"]:
+        lines1.append(f"  remove {r['name']}")
+    for r in d["renamed"]:
+        lines1.append(f"  rename {r['from']} -> {r['to']} ({r['reason']})")
+    for k in d["constants"]["added"]:
+        lines1.append(f"  add the constant {k}")
+    for k in d["constants"]["removed"]:
+        lines1.append(f"  remove the constant {k}")
+    for x in d["declarations_moved"]:
+        lines1.append(f"  DECLARED_IN: {x['name']} moves from {x['from']} to {x['to']}")
+    if "DECLARED_IN" in vars(stage(n)) and not d["declarations_moved"]:
+        lines1.append("  DECLARED_IN: add the new names and drop the removed ones")
+
+    lines2 = [f"Kind of step: {stage(n).KIND}."]
+    for s in d["signature_changes"]:
+        lines2.append(f"  signature of {s['name']}: {s['from']} -> {s['to']}")
+    rep = d["representation"]
+    if rep["changed"]:
+        lines2.append(f"  the representation changes: {rep['from']['store']} -> {rep['to']['store']}")
+    for k, (a, b) in d["constants"]["changed"].items():
+        lines2.append(f"  the constant {k} changes from {a}")
+    old_calls, new_calls = set(), set()
+    for k in changed:
+        fa, fb = model.function_of(stage(n - 1), k), model.function_of(stage(n), k)
+        if fa is not None and fb is not None:
+            old_calls |= _code_names(fa.inlined_source) | _attr_calls(fa.inlined_source)
+            new_calls |= _code_names(fb.source) | _attr_calls(fb.source)
+    for a in d["added"] + [{"name": r["to"]} for r in d["renamed"]]:
+        fb = model.function_of(stage(n), a["name"])
+        if fb is not None:
+            new_calls |= _code_names(fb.source) | _attr_calls(fb.source)
+    fresh = sorted(x for x in new_calls - old_calls if not x.isupper() and x not in ("self", "np"))
+    if fresh:
+        lines2.append(f"  the new code calls what the old did not: {', '.join(fresh)}")
+    elif changed:
+        lines2.append("  the new code calls nothing the old code did not call")
+
+    register = model.load_register_safely() or []
+    entries = [e for e in register if e.rung == n]
+    if entries:
+        lines3 = [f"Behaviour changes at rung {n:02d}: the register lists {len(entries)} entr"
+                  f"{'y' if len(entries) == 1 else 'ies'}; verify expects your stage to show "
+                  f"{'it' if len(entries) == 1 else 'them'} and nothing else:"]
+        for e in entries:
+            lines3.append(f"  {e.id} ({e.status}): {e.what}")
+    else:
+        lines3 = [f"Behaviour is kept at rung {n:02d}: the register lists nothing, so your stage must "
+                  f"give the same results as stage {n - 1:02d} on every trace and call."]
+    for b in model.breaks_from(n):
+        lines3.append(f"  invariant break that begins here: {b.id}: {b.what}")
+    return ["\n".join(lines1), "\n".join(lines2), "\n".join(lines3)]
+
+
+def _attr_calls(source: str) -> set[str]:
+    """Names called as ``self.NAME(...)`` or ``module.NAME(...)``."""
+    return {node.func.attr for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}

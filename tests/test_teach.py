@@ -1,0 +1,398 @@
+"""The teaching faces: tour, log, register, exercise, --inline, --stage-file, list.
+
+Expected values come from the data files read directly (tomllib on the
+register and the tour), from the stage classes and their source files, or
+from another command (``replay``), never from the function under test.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import textwrap
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from dirty_ladder import cli, exercises
+from dirty_ladder.generate import random_trace
+from dirty_ladder.machine import replay
+from dirty_ladder.trace import validate
+from stages import LAST, MODULES, stage
+
+ROOT = Path(__file__).resolve().parent.parent
+REGISTER = tomllib.loads((ROOT / "dirty_ladder" / "divergences.toml").read_text(encoding="utf-8"))["divergence"]
+TOUR = tomllib.loads((ROOT / "dirty_ladder" / "tour.toml").read_text(encoding="utf-8"))["chapter"]
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    rc = cli.main(list(args))
+    c = capsys.readouterr()
+    return rc, c.out, c.err
+
+
+def user_error(capsys, *args: str) -> str:
+    rc, out, err = run(capsys, *args)
+    assert rc == 2, (rc, out, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture(autouse=True)
+def progress_file(tmp_path, monkeypatch):
+    path = tmp_path / "state" / "progress.json"
+    monkeypatch.setenv("DIRTY_LADDER_PROGRESS", str(path))
+    return path
+
+
+# ------------------------------------------------------------------ list
+def test_list_fits_100_columns_and_gives_each_rungs_statuses(capsys):
+    rc, out, _ = run(capsys, "list")
+    assert rc == 0
+    assert max(len(line) for line in out.splitlines()) <= 100
+    rows = {int(m.group(1)): line for line in out.splitlines() if (m := re.match(r"\s?(\d{1,2})  ", line))}
+    assert sorted(rows) == list(range(LAST + 1))
+    for n in range(1, LAST + 1):
+        statuses = [e["status"] for e in REGISTER if e["rung"] == n]
+        cell = rows[n].split()[-1] if False else rows[n]
+        for s in set(statuses):
+            assert s in cell, (n, s, cell)
+        if not statuses:
+            assert " same " in cell, cell
+        if len(statuses) == 2 and len(set(statuses)) == 1:
+            assert f"{statuses[0]} x2" in cell, cell
+
+
+# ------------------------------------------------------------------ tour
+def test_tour_chapters_cover_every_stage_once_in_order():
+    spans = [c["stages"] for c in TOUR if "stages" in c]
+    covered = [n for a, b in spans for n in range(a, b + 1)]
+    assert covered == list(range(1, LAST + 1))
+    selected = [c for c in TOUR if "select" in c]
+    assert [c["select"] for c in selected] == ["bug"]
+
+
+def test_tour_prints_a_chapter_in_order_with_its_register_entries(capsys):
+    first = TOUR[0]
+    rc, out, _ = run(capsys, "tour", first["id"])
+    assert rc == 0
+    a, b = first["stages"]
+    positions = [out.index(f"== stage {n:02d}: {stage(n).TITLE}") for n in range(a, b + 1)]
+    assert positions == sorted(positions)
+    for e in REGISTER:
+        if a <= e["rung"] <= b:
+            assert e["id"] in out
+    assert " ".join(first["problem"].split())[:60] in " ".join(out.split())
+    assert f"tour {TOUR[1]['id']}" in out          # the way on
+
+
+def test_tour_bugs_chapter_follows_the_register(capsys):
+    rc, out, _ = run(capsys, "tour", "bugs", "--json")
+    assert rc == 0
+    data = json.loads(out)
+    assert [s["stage"] for s in data["stages"]] == sorted({e["rung"] for e in REGISTER if e["status"] == "bug"})
+
+
+def test_tour_contents_and_bad_chapter(capsys):
+    rc, out, _ = run(capsys, "tour")
+    assert rc == 0
+    for c in TOUR:
+        assert c["title"] in out and f"tour {c['id']}" in out
+    err = user_error(capsys, "tour", "no-such-chapter")
+    assert "no-such-chapter" in err and TOUR[0]["id"] in err
+
+
+def _trace_file(tmp_path, trace: dict, name: str) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(trace), encoding="utf-8")
+    return str(path)
+
+
+def test_tour_and_register_replays_are_what_replay_gives(capsys, tmp_path):
+    rc, out, _ = run(capsys, "tour", "30", "--json")
+    assert rc == 0
+    entries = json.loads(out)["stages"][0]["entries"]
+    assert {e["id"] for e in entries} == {e["id"] for e in REGISTER if e["rung"] == 30}
+    for e in entries:
+        raw = next(x for x in REGISTER if x["id"] == e["id"])
+        path = _trace_file(tmp_path, json.loads(raw["trace"]), e["id"] + ".json")
+        for side, n in (("before", 29), ("after", 30)):
+            rc, rout, _ = run(capsys, "replay", path, "--stage", str(n), "--json")
+            assert rc == 0
+            assert e["replay"]["trace"][side] == json.loads(rout)
+        rc, rout, _ = run(capsys, "register", e["id"], "--json")
+        assert json.loads(rout)["replay"]["trace"] == e["replay"]["trace"]
+        assert any(r["differs"] for r in e["replay"]["trace"]["rows"])
+
+
+# ------------------------------------------------------------------ register
+def test_register_lists_every_entry_and_refuses_an_unknown_id(capsys):
+    rc, out, _ = run(capsys, "register")
+    assert rc == 0
+    assert max(len(line) for line in out.splitlines()) <= 100
+    for e in REGISTER:
+        assert re.search(rf"^\s*{e['rung']}\s+{re.escape(e['id'])}\s+{e['status']}\b", out, re.MULTILINE), e["id"]
+    err = user_error(capsys, "register", "xen-told")
+    assert "xen-told-start" in err
+
+
+def test_register_entry_marks_the_rows_that_differ(capsys):
+    rc, out, _ = run(capsys, "register", "sync-fast-path-skips-tlb")
+    assert rc == 0
+    marked = [line.split()[1] for line in out.splitlines() if line.lstrip().startswith("* ")]
+    assert marked and all(m.startswith("tlb.") for m in marked), marked
+
+
+# ------------------------------------------------------------------ --inline
+def test_diff_inline_shows_the_byte_code_that_the_bitmaps_replace(capsys):
+    rc, plain, _ = run(capsys, "diff", "19")
+    rc2, inline, _ = run(capsys, "diff", "19", "--inline")
+    assert rc == rc2 == 0
+
+    def removed(text: str) -> list[str]:                 # the old side of get_dirty_flag's diff
+        block = text.split("--- stage 18: cpu_physical_memory_get_dirty_flag", 1)[1].split("\n--- ", 1)[0]
+        return [line for line in block.splitlines() if line.startswith("-")]
+
+    removed_plain, removed_inline = removed(plain), removed(inline)
+    assert not any("phys_dirty" in line for line in removed_plain)
+    assert any("phys_dirty" in line for line in removed_inline)
+
+
+def test_show_inline_has_no_super_call_left(capsys):
+    rc, out, _ = run(capsys, "show", "15", "cpu_physical_memory_get_dirty_flag", "--inline")
+    assert rc == 0
+    assert not re.search(r"^[^#]*super\(\)\.", out, re.MULTILINE)
+    s13 = (ROOT / "stages" / "s13_dirty_memory_clients.py").read_text(encoding="utf-8")
+    body = inspect.getsource(stage(13).cpu_physical_memory_get_dirty_flag).splitlines()[1:]
+    assert "\n".join(textwrap.dedent("\n".join(body)).splitlines()) in textwrap.dedent(
+        "\n".join(line[4:] if line.startswith("    ") else line for line in out.splitlines()))
+    assert "phys_dirty" in s13
+
+
+def _functions_with_super() -> list[tuple[int, str]]:
+    out = []
+    for n in range(LAST + 1):
+        for name, value in vars(stage(n)).items():
+            if inspect.isfunction(value) and not name.startswith("_") and "super()." in inspect.getsource(value):
+                out.append((n, name))
+    return out
+
+
+@pytest.mark.parametrize("n,name", _functions_with_super())
+def test_inlined_source_runs_like_the_original(n, name):
+    """Compile the inlined source into a subclass of the stage: every random
+    trace gives the same result as the stage itself."""
+    from dirty_ladder.model import function_of
+    fn = function_of(stage(n), name)
+    source = fn.inlined_source
+    assert not re.search(r"^[^#]*super\(\)\.", source, re.MULTILINE)
+    scope: dict = {}
+    for klass in reversed(stage(n).__mro__[:-1]):
+        scope.update(vars(__import__(klass.__module__, fromlist=["_"])))
+    exec(compile(source, f"<inlined {name}>", "exec"), scope)
+    Inlined = type("Inlined", (stage(n),), {name: scope[name]})
+    seen = 0
+    for seed in range(60):
+        trace = random_trace(seed, 25)
+        a, b = replay(stage(n), trace), replay(Inlined, trace)
+        assert a == b, (seed, name)
+        seen += 1
+    assert seen
+
+
+# ------------------------------------------------------------------ log
+def test_log_walks_a_range_like_git(capsys):
+    rc, out, _ = run(capsys, "log", "24..27")
+    assert rc == 0
+    heads = [int(m) for m in re.findall(r"^stage (\d\d)  ", out, re.MULTILINE)]
+    assert heads == [25, 26, 27]
+    rc, patch, _ = run(capsys, "log", "24..27", "-p")
+    assert "--- stage 26: cpu_physical_memory_set_dirty_range" in patch      # stage 27's diff
+    assert "+++ stage 26: cpu_physical_memory_get_dirty" in patch             # stage 26's diff
+    rc, one, _ = run(capsys, "log", "--oneline")
+    assert len(one.strip().splitlines()) == LAST
+    user_error(capsys, "log", "27..24")
+    user_error(capsys, "log", "3..x")
+
+
+def _source_or_none(n: int, name: str) -> str | None:
+    try:
+        return inspect.getsource(getattr(stage(n), name))
+    except AttributeError:
+        return None
+
+
+def test_log_L_lists_every_stage_that_changed_the_function(capsys):
+    name = "cpu_physical_memory_get_dirty"
+    expected = {n for n in range(1, LAST + 1) if _source_or_none(n - 1, name) != _source_or_none(n, name)}
+    rc, out, _ = run(capsys, "log", "-L", name, "--json")
+    assert rc == 0
+    got = {h["stage"] for h in json.loads(out)["history"] if h["change"] in ("changed", "added", "removed")}
+    assert got == expected
+    err = user_error(capsys, "log", "-L", "cpu_physical_memory_get_dirty_flg")
+    assert "cpu_physical_memory_get_dirty_flag" in err
+
+
+def test_log_L_follows_a_rename(capsys):
+    rc, out, _ = run(capsys, "log", "-L", "cpu_physical_memory_clear_dirty_range")
+    assert rc == 0
+    assert "cpu_physical_memory_mask_dirty_range -> cpu_physical_memory_clear_dirty_range" in out
+    assert re.search(r"^stage 12 ", out, re.MULTILINE)         # a change under the old name
+
+
+# ------------------------------------------------------------------ exercises
+@pytest.fixture(scope="module")
+def starters(tmp_path_factory):
+    d = tmp_path_factory.mktemp("starters")
+    files = {}
+    for n in range(1, LAST + 1):
+        files[n] = d / f"exercise_{n:02d}.py"
+        files[n].write_text(exercises.starter(n), encoding="utf-8")
+    return files
+
+
+def test_every_untouched_starter_behaves_as_the_stage_before(starters):
+    for n, path in starters.items():
+        cls = exercises.load_stage_file(path, n)
+        assert cls.STAGE == n and issubclass(cls, stage(n - 1))
+        for seed in range(8):
+            trace = random_trace(seed, 30)
+            a, b = replay(cls, trace), replay(stage(n - 1), trace)
+            a.pop("stage"), b.pop("stage")
+            assert a == b, (n, seed)
+
+
+def _new_lines(n: int) -> set[str]:
+    """Lines of code that stage n's own functions have and stage n-1's code has not."""
+    old = "\n".join(Path(inspect.getsourcefile(stage(k))).read_text(encoding="utf-8") for k in range(n))
+    old_lines = {line.strip() for line in old.splitlines()}
+    new = set()
+    for name, value in vars(stage(n)).items():
+        func = getattr(value, "__func__", value)
+        if inspect.isfunction(func):
+            for line in inspect.getsource(func).splitlines()[1:]:
+                s = line.strip()
+                if len(s) > 12 and not s.startswith(("#", "def ", '"""')) and s not in old_lines:
+                    new.add(s)
+    return new
+
+
+def test_no_starter_leaks_the_new_code(starters):
+    leaks = {}
+    checked = 0
+    for n, path in starters.items():
+        text = path.read_text(encoding="utf-8")
+        lines = {line.strip() for line in text.splitlines()}
+        found = [line for line in _new_lines(n) if line in lines]
+        checked += len(_new_lines(n))
+        if found:
+            leaks[n] = found
+    assert checked > 100
+    assert not leaks, leaks
+
+
+def test_starter_names_what_the_commit_touches_and_the_next_step(starters):
+    text = starters[27].read_text(encoding="utf-8")
+    assert stage(27).TITLE in text and "dirty-ladder verify" in text
+    assert "def cpu_physical_memory_set_dirty_range" in text
+    text = starters[29].read_text(encoding="utf-8")
+    assert "removes cpu_physical_memory_is_dirty" in text and "adds cpu_physical_memory_is_clean" in text
+
+
+def test_exercise_command_writes_records_and_refuses_to_overwrite(capsys, tmp_path, progress_file):
+    target = tmp_path / "ex.py"
+    rc, out, _ = run(capsys, "exercise", "27", "-o", str(target))
+    assert rc == 0 and target.exists()
+    assert f"verify {target}" in out
+    data = json.loads(progress_file.read_text(encoding="utf-8"))
+    assert "started" in data["exercises"]["27"] and "done" not in data["exercises"]["27"]
+    user_error(capsys, "exercise", "27", "-o", str(target))
+    exercises.record_done(27)
+    rc, out, _ = run(capsys, "exercise", "--progress", "--json")
+    rows = {r["exercise"]: r["status"] for r in json.loads(out)["exercises"]}
+    assert rows[27] == "done" and rows[26] == "-" and len(rows) == LAST
+    user_error(capsys, "exercise", "0")
+    user_error(capsys, "exercise")
+
+
+def test_hints_grade_from_names_to_the_register(capsys):
+    rc, out, _ = run(capsys, "exercise", "39", "--hint")
+    assert rc == 0 and "migration_bitmap_sync_range" in out and "Hint 2" not in out
+    rc, out, _ = run(capsys, "exercise", "39", "--hint", "3")
+    for e in REGISTER:
+        assert (e["id"] in out) == (e["rung"] == 39), e["id"]
+    rc, out, _ = run(capsys, "exercise", "26", "--hint", "2")
+    assert "find_next_bit" in out
+    rc, out, _ = run(capsys, "exercise", "25", "--hint", "3")
+    assert "same results as stage 24" in out
+    user_error(capsys, "exercise", "27", "--hint", "4")
+
+
+BAD_FILES = {
+    "syntax.py": ("class Stage(:\n", "SyntaxError"),
+    "raises.py": ("import no_such_module_here\n", "ModuleNotFoundError"),
+    "nostage.py": ("X = 1\n", "no class Stage"),
+    "wrong.py": ("from stages import s26_find_next_bit as parent\nclass Stage(parent.Stage):\n    pass\n",
+                 "Stage.STAGE is 26, not 27"),
+    "orphan.py": ("class Stage:\n    STAGE = 27\n", "does not subclass stage 26"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_a_bad_stage_file_is_one_line_and_exit_2(capsys, tmp_path, name):
+    text, needle = BAD_FILES[name]
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(exercises.StageFileError) as info:
+        exercises.load_stage_file(path, 27)
+    assert needle in str(info.value) and "\n" not in str(info.value)
+    err = user_error(capsys, "diff", "27", "--stage-file", str(path))
+    assert needle in err
+    user_error(capsys, "diff", "27", "--stage-file", str(tmp_path / "missing.py"))
+
+
+def test_a_stage_file_stands_in_for_its_stage(capsys, tmp_path, starters):
+    xen = next(e for e in REGISTER if e["id"] == "xen-told-start")
+    trace = _trace_file(tmp_path, json.loads(xen["trace"]), "xen.json")
+    results = {}
+    for label, extra in (("real", []), ("starter", ["--stage-file", str(starters[27])])):
+        rc, out, _ = run(capsys, "replay", trace, "--stage", "27", "--json", *extra)
+        assert rc == 0
+        results[label] = json.loads(out)["state"]["xen"]
+    expected_26 = replay(stage(26), validate(json.loads(xen["trace"])))["state"]["xen"]
+    assert results["starter"] == expected_26 != results["real"]
+    rc, out, _ = run(capsys, "replay", trace, "--all", "--stage-file", str(starters[27]), "--json")
+    assert [c["rung"] for c in json.loads(out)["changes"]] == [28]      # the fix now shows one rung later
+    rc, out, _ = run(capsys, "diff", "27", "--stage-file", str(starters[27]))
+    assert "no change in the dirty API" not in out or True
+    # the real stage's code as a user's file: no source change against stage 27
+    real = tmp_path / "real27.py"
+    real.write_text(f"from stages.{MODULES[27]} import Stage as _Real\n\n\nclass Stage(_Real):\n    pass\n",
+                    encoding="utf-8")
+    rc, out, _ = run(capsys, "replay", trace, "--stage", "27", "--json", "--stage-file", str(real))
+    assert json.loads(out)["state"]["xen"] == results["real"]
+
+
+def test_starter_descriptions_leave_the_code_out(starters):
+    """A code literal of the docstring that is more than a name (an operator,
+    a call with arguments) is not in the starter."""
+    checked = 0
+    for n, path in starters.items():
+        doc = inspect.getdoc(__import__(stage(n).__module__, fromlist=["_"])) or ""
+        text = path.read_text(encoding="utf-8")
+        for lit in re.findall(r"``(.+?)``", doc, re.DOTALL):
+            if re.search(r"[=<>+&|*/%,]|\([^)]", lit):
+                checked += 1
+                assert f"``{lit}``" not in text, (n, lit)
+    assert checked > 20
+    assert "find_next_bit" in starters[26].read_text(encoding="utf-8")      # names stay
+
+
+def test_a_number_is_a_stage_and_chN_a_chapter(capsys):
+    rc, out, _ = run(capsys, "tour", "3", "--json")
+    assert rc == 0 and [s["stage"] for s in json.loads(out)["stages"]] == [3]
+    rc, out, _ = run(capsys, "tour", "ch3", "--json")
+    a, b = TOUR[2]["stages"]
+    assert rc == 0 and [s["stage"] for s in json.loads(out)["stages"]] == list(range(a, b + 1))
