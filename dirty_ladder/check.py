@@ -31,13 +31,15 @@ class How:
     levels: tuple[str, ...] = LEVELS
 
 
-def check_one(rung: int, how: How, progress: Callable[[dict], None] | None = None) -> RungResult:
+def check_one(rung: int, how: How, progress: Callable[[dict], None] | None = None,
+              stand_in: type | None = None) -> RungResult:
+    """One rung; ``stand_in`` is a user's class in place of stage ``rung``."""
     if how.scope is not None:
         from .explore import check_rung, load_scope
-        return check_rung(rung, load_scope(how.scope), how.levels, progress=progress)
+        return check_rung(rung, load_scope(how.scope), how.levels, progress=progress, stand_in=stand_in)
     from .rungs import check_rung as random_check
     step = (lambda level, i: progress({"level": level, "examples": i})) if progress else None
-    return random_check(rung, how.examples, how.seed, how.levels, step)
+    return random_check(rung, how.examples, how.seed, how.levels, step, stand_in=stand_in)
 
 
 def _check_in_child(rung: int, how: How) -> RungResult:
@@ -46,16 +48,19 @@ def _check_in_child(rung: int, how: How) -> RungResult:
 
 def run(rungs: Iterable[int], how: How, jobs: int = 1,
         progress: Callable[[int, dict], None] | None = None,
-        done: Callable[[RungResult, float], None] | None = None) -> list[RungResult]:
+        done: Callable[[RungResult, float], None] | None = None,
+        stand_in: type | None = None) -> list[RungResult]:
     """Check each rung; ``jobs`` processes at once (progress is then only
-    reported as each rung is done).  Results in rung order."""
+    reported as each rung is done; a ``stand_in`` class runs in this
+    process).  Results in rung order."""
     import time
     rungs = list(rungs)
     results: dict[int, RungResult] = {}
-    if jobs <= 1 or len(rungs) == 1:
+    if jobs <= 1 or len(rungs) == 1 or stand_in is not None:
         for rung in rungs:
             t0 = time.monotonic()
-            results[rung] = check_one(rung, how, (lambda info, rung=rung: progress(rung, info)) if progress else None)
+            results[rung] = check_one(rung, how, (lambda info, rung=rung: progress(rung, info)) if progress else None,
+                                      stand_in)
             if done:
                 done(results[rung], time.monotonic() - t0)
         return [results[r] for r in rungs]

@@ -441,7 +441,84 @@ def run_stage(n: int, trace, cls: type | None = None) -> dict[str, Any]:
         raise failure from None
 
 
+def read_call(path: str) -> dict | None:
+    """A ``dirty-call/1`` file (an API-level reproducer) as a call, or None
+    when the file is something else (a trace: read_trace says what is wrong)."""
+    from .compare import parse_call
+    from .trace import TraceError
+    if path == "-" or not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = json.load(fh)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(raw, dict) or raw.get("format") != "dirty-call/1":
+        return None
+    try:
+        return parse_call(raw)
+    except TraceError as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+def replay_call(args, call: dict) -> int:
+    """``replay`` of a dirty-call/1 file: the call on one stage, or on every
+    stage that has the function, with the rungs where its outcome changes."""
+    from .compare import api_params, call_outcome
+    name = call["function"]
+
+    def outcome(cls: type) -> dict:
+        try:
+            return call_outcome(cls, call)
+        except Exception as exc:           # noqa: BLE001 -- the stage failed before the call: say so
+            return {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
+
+    def has(cls: type) -> bool:
+        return callable(getattr(cls, name, None)) and api_params(cls, name) <= {"addr", "length", "end", "who",
+                                                                                  "enable"}
+    if not args.all:
+        cls = args.user_stage or stage(args.stage)
+        if not has(cls):
+            raise UserError(f"stage {args.stage} has no function {name} taking these arguments")
+        result = outcome(cls)
+        if args.json:
+            emit_json({"stage": args.stage, "call": call, "outcome": result})
+            return 0
+        out(f"stage {args.stage:02d}: {cls.TITLE}")
+        out(f"call {args.trace}: {name}({', '.join(f'{k}={v!r}' for k, v in call['args'].items())})")
+        for key, value in result.items():
+            out(f"  {key:<13} {json.dumps(value)}")
+        return 0
+    rows = []
+    for n in range(LAST + 1):
+        cls = args.user_stage if args.user_stage is not None and args.user_stage.STAGE == n else stage(n)
+        if has(cls):
+            rows.append((n, outcome(cls)))
+    if not rows:
+        raise UserError(f"no stage has a function {name}")
+    changes = [{"rung": b[0], "before": a[1], "after": b[1]} for a, b in zip(rows, rows[1:])
+               if a[1] != b[1]]
+    if args.json:
+        emit_json({"call": call, "stages": [n for n, _ in rows], "changes": changes,
+                   "outcomes": [{"stage": n, "outcome": o} for n, o in rows]})
+        return 0
+    out(f"call {args.trace}: {name} exists at stages {spans([n for n, _ in rows])}")
+    if not changes:
+        out(f"  the outcome is the same at all of them: {short(rows[0][1])}")
+        return 0
+    for c in changes:
+        diff = {k: (c["before"].get(k), c["after"].get(k)) for k in c["after"] if c["before"].get(k) != c["after"].get(k)}
+        out(f"  rung {c['rung']:02d} ({stage(c['rung']).TITLE}):")
+        for k, (a, b) in diff.items():
+            out(f"    {k}: {short(a, 60)} -> {short(b, 60)}")
+    return 0
+
+
 def cmd_replay(args) -> int:
+    call = read_call(args.trace)
+    if call is not None:
+        args.user_stage = load_user_stage(args.stage_file, args.stage) if args.stage_file else None
+        return replay_call(args, call)
     trace = read_trace(args.trace)
     args.user_stage = load_user_stage(args.stage_file, args.stage) if args.stage_file else None
     if args.all:
@@ -527,6 +604,14 @@ def replay_all(args, trace) -> int:
 
 # ------------------------------------------------------------------ check
 def cmd_check(args) -> int:
+    stand_in = None
+    if args.stage_file:
+        if args.all:
+            raise UserError(f"{args.prog}: --stage-file checks the one rung of its stage, not --all")
+        stand_in = load_user_stage(args.stage_file, args.rung)
+        if stand_in.STAGE == 0:
+            raise UserError(f"{args.prog}: {args.stage_file} is a stage 0: there is no rung below it")
+        args.rung = stand_in.STAGE
     if args.all and args.rung is not None:
         raise UserError(f"{args.prog}: give a rung number or --all, not both")
     if not args.all and args.rung is None:
@@ -585,7 +670,7 @@ def cmd_check(args) -> int:
              f"{result.status} ({runs}; {seconds:.1f} s)")
 
     try:
-        results = check.run(rungs, how, jobs, progress if jobs <= 1 else None, done)
+        results = check.run(rungs, how, jobs, progress if jobs <= 1 else None, done, stand_in)
     except (tomllib.TOMLDecodeError, OSError) as exc:
         raise Failure(f"cannot read the divergence register: {' '.join(str(exc).split())}") from None
     any_bad = False
@@ -622,7 +707,8 @@ def cmd_check(args) -> int:
         for line in problems(result):
             out(f"  {line}")
         for path in r["files"]:
-            out(f"  reproducer: {path}  (see it with: {args.top} replay {path} --all)")
+            mine = f" --stage-file {args.stage_file}" if args.stage_file else ""
+            out(f"  reproducer: {path}  (see it with: {args.top} replay {path} --all{mine})")
     return 1 if any_bad else 0
 
 
@@ -980,6 +1066,50 @@ def cmd_exercise(args) -> int:
         raise UserError(str(exc)) from None
 
 
+def cmd_verify(args) -> int:
+    from .explore import ScopeError, load_scope
+    from .verify import verify
+    cls = load_user_stage(args.file, None)
+    if cls.STAGE == 0:
+        raise UserError(f"verify: {args.file} is a stage 0: commits are 1 to {LAST}")
+    try:
+        load_scope(args.scope)
+    except ScopeError as exc:
+        raise UserError(f"verify: scope {exc}") from None
+    tty = sys.stderr.isatty()
+
+    def progress(info: dict) -> None:
+        if tty:
+            sys.stderr.write(f"\rrung {cls.STAGE:02d}: {info['level']}, {info['states']} states   \033[K")
+            sys.stderr.flush()
+
+    verdict = verify(cls, args.file, args.scope, progress)
+    if tty:
+        sys.stderr.write("\r\033[K")
+    if verdict.ok:
+        from .exercises import record_done
+        try:
+            record_done(cls.STAGE, args.file)
+        except Exception as exc:           # noqa: BLE001 -- a progress file we cannot write is not fatal
+            warn(f"warning: progress not recorded: {' '.join(str(exc).split())}")
+    if args.json:
+        emit_json(verdict.as_dict())
+        return 0 if verdict.ok else 1
+    real = stage(cls.STAGE)
+    out(f"verify {args.file}: stage {cls.STAGE:02d}, {real.TITLE} (upstream {real.UPSTREAM or '-'})")
+    for c in verdict.checks:
+        out(f"  [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.summary}")
+        for line in c.details:
+            out(textwrap.indent(line, "         "))
+    out()
+    if verdict.ok:
+        out(f"Your stage does what commit {cls.STAGE:02d} did. Marked done: {args.top} exercise --progress")
+    else:
+        out(f"Your stage does not yet do what commit {cls.STAGE:02d} did. Hints: {args.top} exercise "
+            f"{cls.STAGE} --hint; your change: {args.top} diff {cls.STAGE} --stage-file {args.file}")
+    return 0 if verdict.ok else 1
+
+
 def cmd_book(args) -> int:
     from .book import BookError, build
     try:
@@ -1105,6 +1235,8 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
     sp.add_argument("--seed", type=seed_value, default=0, metavar="S", help="seed (default 0)")
     sp.add_argument("--level", action="append", choices=("machine", "api", "repr"),
                     help="only this level (repeatable; default all three)")
+    sp.add_argument("--stage-file", metavar="FILE",
+                    help="a module whose class Stage stands in for stage N (its STAGE); checks that rung")
     sp.add_argument("--json", action="store_true", help="print the summary as JSON")
     sp.set_defaults(func=cmd_check, prog=sp.prog)
 
@@ -1187,6 +1319,22 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
     sp.add_argument("--progress", action="store_true", help="list the exercises done and started")
     teaching_options(sp, json="print JSON (--hint, --progress)")
     sp.set_defaults(func=cmd_exercise)
+
+    sp = add("verify", "check a stage module of yours (an exercise, or your own variant) against the ladder",
+             f"{prog} exercise 27 && $EDITOR exercise_27.py\n{prog} verify exercise_27.py\n"
+             f"{prog} verify my_stage_39.py --scope medium --json",
+             description="The module's class Stage stands in for stage N (its STAGE). Three checks: "
+                         "the rung from stage N-1 to your stage, explored exhaustively within a scope "
+                         "(it must equal, at every level, what commit N did, behaviour changes and bugs "
+                         "included); each register entry of rung N replayed on its own trace or call; "
+                         "and every conformance trace, which must give what the real C of commit N gave. "
+                         "Each failure names the rung, the level and a shortest trace. Exit status 0 when "
+                         "all three pass (the exercise is then marked done), 1 otherwise.")
+    sp.add_argument("file", metavar="FILE", help="a Python module with a class Stage")
+    sp.add_argument("--scope", default="ci", metavar="NAME|FILE",
+                    help="the scope of the rung check (default ci; medium, large or a TOML file)")
+    sp.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    sp.set_defaults(func=cmd_verify)
 
     sp = add("book", "write the tour as a static website (needs the book extra)",
              f"{prog} book book/            # then open book/index.html\n{prog} book /tmp/site --json",

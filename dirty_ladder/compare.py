@@ -44,12 +44,13 @@ LEVELS = ("machine", "repr", "api")
 
 
 # ------------------------------------------------------------------ the stages of a rung
-def rung_classes(rung: int, register: list[Divergence] | None = None
+def rung_classes(rung: int, register: list[Divergence] | None = None, stand_in: type | None = None
                  ) -> tuple[list[type], tuple[int, int], list[tuple[int, int]]]:
     """The stages a rung check runs side by side: stage N-1, stage N-1 with
     each entry's override alone, the bridge (all of them, when there are
-    several) and stage N; the pair that must be exactly equal (bridge,
-    stage N) and one pair per entry (stage N-1, stage N-1 + its override)."""
+    several) and stage N (or ``stand_in``, a user's class in its place); the
+    pair that must be exactly equal (bridge, stage N) and one pair per entry
+    (stage N-1, stage N-1 + its override)."""
     from stages import stage
 
     from .bridges import bridge, entry_stage
@@ -57,7 +58,7 @@ def rung_classes(rung: int, register: list[Divergence] | None = None
     classes = [stage(rung - 1)] + [entry_stage(e) for e in entries]
     if len(entries) > 1:
         classes.append(bridge(rung, register))
-    classes.append(stage(rung))
+    classes.append(stand_in or stage(rung))
     exact = (len(classes) - 2 if entries else 0, len(classes) - 1)
     return classes, exact, [(0, k) for k in range(1, len(entries) + 1)]
 

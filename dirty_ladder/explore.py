@@ -497,12 +497,13 @@ def finds(entry_scope: str, scope: Scope) -> bool:
 
 
 def check_rung(rung: int, scope: Scope, levels: tuple[str, ...] = LEVELS, register: list | None = None,
-               progress: Callable[[dict], None] | None = None) -> RungResult:
-    """Explore a rung within ``scope``: the bridge against stage N exactly,
-    and each register entry's override alone against stage N-1."""
+               progress: Callable[[dict], None] | None = None, stand_in: type | None = None) -> RungResult:
+    """Explore a rung within ``scope``: the bridge against stage N (or a
+    user's class standing in for it) exactly, and each register entry's
+    override alone against stage N-1."""
     from .register import load_register
     register = load_register() if register is None else register
-    classes, exact, entry_pairs = rung_classes(rung, register)
+    classes, exact, entry_pairs = rung_classes(rung, register, stand_in)
     pairs = [exact] + entry_pairs
     runs = []
     trace_levels = tuple(level for level in levels if level in ("machine", "repr"))

@@ -111,10 +111,11 @@ def minimize(trace: Trace, shows: Callable[[Trace], bool]) -> Trace:
 class Collector:
     """What the random check of one rung finds, case by case."""
 
-    def __init__(self, rung: int, levels: Iterable[str] = LEVELS, register: list[Divergence] | None = None):
+    def __init__(self, rung: int, levels: Iterable[str] = LEVELS, register: list[Divergence] | None = None,
+                 stand_in: type | None = None):
         self.rung, self.levels = rung, tuple(levels)
         self.register = load_register() if register is None else register
-        self.classes, self.exact, entry_pairs = rung_classes(rung, self.register)
+        self.classes, self.exact, entry_pairs = rung_classes(rung, self.register, stand_in)
         self.pairs = [self.exact] + entry_pairs
         self.functions = sorted({name for i, j in self.pairs
                                  for name in api_functions(self.classes[i], self.classes[j])})
@@ -154,11 +155,12 @@ class Collector:
 
 def check_rung(rung: int, examples: int, seed: int = 0, levels: Iterable[str] = LEVELS,
                progress: Callable[[str, int], None] | None = None,
-               register: list[Divergence] | None = None) -> RungResult:
+               register: list[Divergence] | None = None, stand_in: type | None = None) -> RungResult:
     """Run ``examples`` random traces (machine and repr levels) and
-    ``examples`` random API cases on one rung, and judge what was found."""
+    ``examples`` random API cases on one rung (``stand_in``: a user's class
+    in place of stage N), and judge what was found."""
     from .generate import RandomChooser, build_trace
-    collector = Collector(rung, levels, register)
+    collector = Collector(rung, levels, register, stand_in)
     for level in ("machine", "api"):
         if level == "machine" and not collector.trace_levels or level == "api" and (
                 "api" not in collector.levels or not collector.functions):

@@ -1,31 +1,18 @@
 """Conformance: every stage reproduces what the real C of its commit produced.
 
-tests/data/conformance.jsonl is a copy of shared/conformance/traces.jsonl:
+dirty_ladder/data/conformance.jsonl (dirty_ladder/conformance.py) holds
 251 traces with the observables the upstream code of each stage gave (how
 they were made: shared/conformance/README.md).  Every trace runs on every
 stage: 251 x 40 = 10,040 pairs, ids like ``c-017-stage39``.  These vectors
 check fidelity only; the rung tests never read them.
 """
 
-import json
-from pathlib import Path
-
 import pytest
 
 from stages import LAST, stage
-from dirty_ladder.machine import first_difference, replay
-from dirty_ladder.trace import validate
+from dirty_ladder.conformance import mismatch, vectors
 
-DATA = Path(__file__).parent / "data" / "conformance.jsonl"
-VECTORS = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
-
-
-def _expected(vector, n):
-    for group in vector["outputs"]:
-        first, last = group["stages"]
-        if first <= n <= last:
-            return group["result"]
-    raise AssertionError(f"{vector['id']}: no expected result for stage {n}")
+VECTORS = vectors()
 
 
 def test_vectors_cover_every_stage():
@@ -38,7 +25,5 @@ def test_vectors_cover_every_stage():
 @pytest.mark.parametrize("n", [pytest.param(n, id=f"stage{n:02d}") for n in range(LAST + 1)])
 @pytest.mark.parametrize("vector", [pytest.param(v, id=v["id"]) for v in VECTORS])
 def test_conformance(vector, n):
-    got = replay(stage(n), validate(vector["trace"]))
-    expected = _expected(vector, n)
-    diff = first_difference(expected, got)
+    diff = mismatch(stage(n), vector)
     assert diff is None, f"{vector['id']} on stage {n}: first difference at {diff[0]}: expected {diff[1]!r}, got {diff[2]!r}"

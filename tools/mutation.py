@@ -7,7 +7,7 @@ time is made (a mutant), the mutated module and every later stage module are
 re-imported in this process, and the checks run until one fails (the mutant
 is killed) or all pass (it survives):
 
-1. the conformance vectors (tests/data/conformance.jsonl) on the mutated
+1. the conformance vectors (dirty_ladder/data/conformance.jsonl) on the mutated
    stage, then on every later stage (they inherit what they do not override);
 2. the register's minimal traces and calls;
 3. the direct API tests of the mutated stage (tests/test_stage_api.py, and
@@ -218,8 +218,8 @@ def main(argv=None) -> int:
     resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
     first, _, last = args.stages.partition("-")
     wanted = range(int(first), int(last or first) + 1)
-    data = ROOT / "tests" / "data" / "conformance.jsonl"
-    vectors = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
+    from dirty_ladder.conformance import vectors as conformance_vectors
+    vectors = list(conformance_vectors())
     results = {}
     for n in wanted:
         path = ROOT / "stages" / f"{MODULES[n]}.py"
