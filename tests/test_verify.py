@@ -1,0 +1,110 @@
+"""``dirty-ladder verify FILE`` and ``check --stage-file``: a user's stage
+against the ladder.
+
+The exercise's own round trip: ``exercise 27`` writes a starter, the real
+stage 27's change pasted into it passes ``verify``, the untouched starter
+fails because it keeps stage 26's behaviour (the register entry says so),
+and a planted mistake fails with the rung, the level and a shortest trace.
+"""
+
+import inspect
+import json
+import textwrap
+
+import pytest
+
+from stages import stage
+from dirty_ladder import cli
+from dirty_ladder.exercises import read_progress
+
+
+@pytest.fixture(autouse=True)
+def progress_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIRTY_LADDER_PROGRESS", str(tmp_path / "progress.json"))
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _exercise(capsys, tmp_path, n):
+    path = tmp_path / f"exercise_{n:02d}.py"
+    code, _, err = run(capsys, "exercise", str(n), "-o", str(path))
+    assert code == 0, err
+    return path
+
+
+def _with_real_change(starter: str, n: int, name: str, edit=lambda s: s) -> str:
+    """The starter with stage n's own ``name`` pasted over stage n-1's."""
+    real = textwrap.indent(textwrap.dedent(inspect.getsource(getattr(stage(n), name))), "    ")
+    start = starter.index(f"    def {name}(")
+    rest = starter[start:].split("\n    def ", 1)
+    tail = "\n    def " + rest[1] if len(rest) > 1 else ""
+    return starter[:start] + edit(real) + tail
+
+
+def test_exercise_27_with_the_real_change_passes_and_is_marked_done(capsys, tmp_path):
+    path = _exercise(capsys, tmp_path, 27)
+    path.write_text(_with_real_change(path.read_text(), 27, "cpu_physical_memory_set_dirty_range"))
+    code, out, err = run(capsys, "verify", str(path))
+    assert code == 0, out + err
+    assert out.count("[ok]") == 3 and "xen-told-start (fix)" in out
+    assert "done" in read_progress()[27]
+
+
+def test_the_untouched_starter_keeps_stage_26s_behaviour_and_is_told_so(capsys, tmp_path):
+    path = _exercise(capsys, tmp_path, 27)
+    code, out, _ = run(capsys, "verify", str(path))
+    assert code == 1
+    assert "[FAIL] register" in out and "still does what stage 26 did" in out and "xen-told-start" in out
+    assert "done" not in read_progress()[27]
+
+
+def test_a_planted_mistake_names_the_rung_the_level_and_a_shortest_trace(capsys, tmp_path):
+    path = _exercise(capsys, tmp_path, 27)
+    path.write_text(_with_real_change(
+        path.read_text(), 27, "cpu_physical_memory_set_dirty_range",
+        lambda src: src.replace("xen_modified_memory(start, length)", "xen_modified_memory(start, length + 1)")))
+    code, out, _ = run(capsys, "verify", str(path), "--json")
+    assert code == 1
+    verdict = json.loads(out)
+    rung = next(c for c in verdict["checks"] if c["name"] == "rung")
+    assert not rung["ok"] and "rung 27" in rung["summary"]
+    xen = next(d for d in rung["details"] if d.startswith("NEW DIFFERENCE machine:state.xen"))
+    assert "'ops': [{'op': 'ram_alloc', 'size': 4096}]" in xen      # one op is enough to show it
+    assert not next(c for c in verdict["checks"] if c["name"] == "conformance")["ok"]
+
+
+def test_a_stage_that_reproduces_a_bug_is_told_it_does(capsys, tmp_path):
+    path = _exercise(capsys, tmp_path, 39)
+    path.write_text(_with_real_change(path.read_text(), 39, "migration_bitmap_sync_range"))
+    code, out, err = run(capsys, "verify", str(path))
+    assert code == 0, out + err
+    assert "bugs included" in out
+
+
+def test_check_stage_file_runs_the_rung_of_its_stage(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _exercise(capsys, tmp_path, 27)
+    code, out, _ = run(capsys, "check", "--stage-file", str(path), "--exhaustive", "--level", "machine")
+    assert code == 1 and "NEW DIFFERENCE machine:state.xen" in out
+    written = sorted(p.name for p in tmp_path.glob("new-difference-rung27-*"))
+    assert written == ["new-difference-rung27-machine-1.json"]
+    # replayed with the user's stage 27, which kept stage 26's Xen report,
+    # the change shows one rung later
+    code, out, _ = run(capsys, "replay", written[0], "--all", "--stage-file", str(path))
+    assert code == 0 and "rung 28 (27 -> 28" in out and "rung 27 " not in out
+
+
+@pytest.mark.parametrize("content, message", [
+    ("x = (", "does not import"),
+    ("class Other: pass\n", "no class Stage"),
+    ("from stages import s04_accessor_for_is_dirty as p\nclass Stage(p.Stage):\n    STAGE = 0\n", "stage 0"),
+])
+def test_a_bad_stage_file_is_one_line_and_status_2(capsys, tmp_path, content, message):
+    path = tmp_path / "mine.py"
+    path.write_text(content)
+    code, out, err = run(capsys, "verify", str(path))
+    assert code == 2 and out == "" and message in err and err.count("\n") == 1
