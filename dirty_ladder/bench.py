@@ -1282,4 +1282,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .streams import finish
+    sys.exit(finish(main))

@@ -36,6 +36,7 @@ from .model import (
     Api, bytes_text, function_of, per_page_text, spans, api_of, compute_diff, entries_by_rung,
     load_register_safely, module_path, resolve,
 )
+from .streams import finish
 MAX_OPS = 100_000
 
 
@@ -718,6 +719,10 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """The entry point: returns the exit status (the console script exits with it)."""
     parser = build_parser(prog or "dirty-ladder")
+    return finish(lambda: _main(parser, argv))
+
+
+def _main(parser: Parser, argv: list[str] | None) -> int:
     try:
         try:
             args = parser.parse_args(argv)
@@ -738,14 +743,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # the reader went away (`| head`): stop quietly
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except OSError:
-            pass
-        return 0
 
 
 if __name__ == "__main__":

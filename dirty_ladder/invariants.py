@@ -81,7 +81,6 @@ exactly that, and ``python -m dirty_ladder.invariants`` prints it per stage.
 from __future__ import annotations
 
 import copy
-import json
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -92,7 +91,7 @@ from .generate import ADDRESS_OPS, Chooser, RandomChooser, _weighted, place_op, 
 from .machine import Machine
 from .trace import (
     CLIENTS, TARGET_PAGE_BITS, TARGET_PAGE_SIZE, Block, Config, Trace, block_holding, find_ram_offset,
-    insert_block, page_align, validate,
+    decode, insert_block, page_align, validate,
 )
 from .views import dirty_pages_of
 
@@ -512,7 +511,7 @@ def load_register() -> list[Entry]:
     out = []
     for e in tomllib.loads(text).get("break", []):
         out.append(Entry(e["id"], e["signatures"], _stage_list(e["stages"]), e["config"], e["status"],
-                         e["fixed_upstream"], e["what"], e["why"], json.loads(e["trace"])))
+                         e["fixed_upstream"], e["what"], e["why"], decode(e["trace"])))
     return out
 
 
@@ -590,4 +589,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from .streams import finish
+    raise SystemExit(finish(main))

@@ -23,7 +23,6 @@ registered ones.
 from __future__ import annotations
 
 import inspect
-import json
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -33,7 +32,7 @@ import numpy as np
 
 from stages import stage
 from .machine import Machine, first_difference, replay
-from .trace import DEFAULT_CONFIG, TARGET_PAGE_SIZE, Config, Trace, TraceError, validate
+from .trace import DEFAULT_CONFIG, TARGET_PAGE_SIZE, Config, Trace, TraceError, decode, validate
 from .views import CLIENTS, client_flag, dirty_pages_of, load_dirty, raw_state, representation
 
 LEVELS = ("machine", "api", "repr")
@@ -295,8 +294,8 @@ def load_register() -> list[Divergence]:
             id=entry["id"], rung=entry["rung"], signatures=entry["signatures"], what=entry["what"],
             explanation=entry["explanation"], status=entry["status"],
             fixed_upstream=entry.get("fixed_upstream", ""),
-            trace=json.loads(entry["trace"]) if "trace" in entry else None,
-            call=json.loads(entry["call"]) if "call" in entry else None))
+            trace=decode(entry["trace"]) if "trace" in entry else None,
+            call=decode(entry["call"]) if "call" in entry else None))
     return out
 
 

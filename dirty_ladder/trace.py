@@ -257,16 +257,35 @@ def _check_op(name: str, v: dict, blocks: list[Block], config: Config, migrating
         raise TraceError(f"migration_next: {v['block']:#x} is not the offset of a RAM block", index)
 
 
-def loads(text: str) -> Trace:
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when it names a key twice (json's default
+    would keep the last value and say nothing)."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise TraceError(f"duplicate key {key!r} in a JSON object")
+        obj[key] = value
+    return obj
+
+
+def decode(text: str) -> Any:
+    """JSON text as Python values, as every reader of traces reads it: a
+    syntax error or an object with a duplicate key is a one-line TraceError."""
     try:
-        raw = json.loads(text)
+        return json.loads(text, object_pairs_hook=_object)
+    except TraceError:
+        raise
     except json.JSONDecodeError as exc:
         raise TraceError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise TraceError("not valid JSON: nested too deeply") from None
     except ValueError as exc:                      # e.g. an integer of more than 4300 digits
         raise TraceError(f"not valid JSON: {' '.join(str(exc).split())}") from None
-    return validate(raw)
+
+
+def loads(text: str) -> Trace:
+    """A trace from its JSON text, validated."""
+    return validate(decode(text))
 
 
 def load(path: str | Path) -> Trace:

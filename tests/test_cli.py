@@ -399,6 +399,12 @@ MALFORMED = [
     ("invalid-json-nested-too-deeply", DEEP, "not valid JSON", None),
     ("invalid-json-huge-integer", '{"format": "dirty-trace/1", "ops": [{"op": "ram_alloc", "size": '
      + "9" * 5000 + "}]}", "not valid JSON", None),
+    ("duplicate-key-in-an-op", '{"format": "dirty-trace/1", "ops": [{"op": "ram_alloc", "size": 4096, '
+     '"size": 8192}]}', "duplicate key 'size'", None),
+    ("duplicate-key-format", '{"format": "dirty-trace/1", "format": "dirty-trace/1", "ops": []}',
+     "duplicate key 'format'", None),
+    ("duplicate-key-in-config", '{"format": "dirty-trace/1", "config": {"xen": true, "xen": false}, "ops": []}',
+     "duplicate key 'xen'", None),
     ("non-object-list", [], "JSON object", None),
     ("non-object-number", "42", "JSON object", None),
     ("non-object-string", '"dirty-trace/1"', "JSON object", None),

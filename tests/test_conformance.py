@@ -7,17 +7,16 @@ stage: 251 x 40 = 10,040 pairs, ids like ``c-017-stage39``.  These vectors
 check fidelity only; the rung tests never read them.
 """
 
-import json
 from pathlib import Path
 
 import pytest
 
 from stages import LAST, stage
 from dirty_ladder.machine import first_difference, replay
-from dirty_ladder.trace import validate
+from dirty_ladder.trace import decode, validate
 
 DATA = Path(__file__).parent / "data" / "conformance.jsonl"
-VECTORS = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+VECTORS = [decode(line) for line in DATA.read_text().splitlines() if line.strip()]
 
 
 def _expected(vector, n):

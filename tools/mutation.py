@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 import stages  # noqa: E402
 from stages import MODULES  # noqa: E402
+from dirty_ladder.trace import decode  # noqa: E402
 
 CLIENT_NAMES = ["DIRTY_MEMORY_VGA", "DIRTY_MEMORY_CODE", "DIRTY_MEMORY_MIGRATION"]
 FLAG_NAMES = ["VGA_DIRTY_FLAG", "CODE_DIRTY_FLAG", "MIGRATION_DIRTY_FLAG"]
@@ -219,7 +220,7 @@ def main(argv=None) -> int:
     first, _, last = args.stages.partition("-")
     wanted = range(int(first), int(last or first) + 1)
     data = ROOT / "tests" / "data" / "conformance.jsonl"
-    vectors = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
+    vectors = [decode(line) for line in data.read_text().splitlines() if line.strip()]
     results = {}
     for n in wanted:
         path = ROOT / "stages" / f"{MODULES[n]}.py"
