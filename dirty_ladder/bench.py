@@ -91,7 +91,7 @@ OP_LABEL = {
 }
 TARGET_DENSITIES = (0.0, 0.05, 1.0)
 SYNC_LIMIT, FOLD_LIMIT, PEAK_LIMIT = 1.5, 1000.0, 1.2
-# The tester's figures in shared/seed/cover-letter-v2.txt (TCP migration):
+# The tester's figures in the v2 cover letter (TCP migration):
 # guest GiB -> (setup ms without the series, setup ms with v2).
 SEED_SETUP_MS = {256: (6912, 296), 512: (14062, 1171)}
 # Blocks after the main RAM in the "pc" layout, in allocation order, as a PC

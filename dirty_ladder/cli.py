@@ -12,7 +12,7 @@ Subcommands::
     trace validate TRACE     check a trace file without running it
 
 Every user error (a bad stage number, an unknown function, a trace that is
-unreadable, malformed or breaks the rules of shared/machine.md, a bad option)
+unreadable, malformed or breaks the rules of docs/trace-format.md, a bad option)
 ends with exit status 2 and one line on stderr; ``check`` exits 1 when it
 finds a difference the register does not list.
 """
@@ -649,7 +649,7 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp.set_defaults(func=cmd_diff)
 
-    sp = add("replay", "run a trace (shared/machine.md) on one stage, or on all 40",
+    sp = add("replay", "run a trace (format: docs/trace-format.md) on one stage, or on all 40",
              f"{prog} trace random --seed 3 -o t.json\n{prog} replay t.json --stage 19\n"
              f"{prog} replay t.json --stage 19 --json   # the dirty-trace-result/1 object\n"
              f"{prog} replay t.json --all               # where the observables change")
@@ -688,7 +688,8 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
     rp = tsub.add_parser("random", help="write a valid random trace", formatter_class=Formatter,
                          description="Write a valid random dirty-trace/1 trace, to start from and edit. "
                                      "With no config option the generator picks the config too; with "
-                                     "any, the others take machine.md's defaults (4096, tcg, no xen).",
+                                     "any, the others take the defaults of docs/trace-format.md "
+                                     "(4096, tcg, no xen).",
                          epilog=f"example:\n  {prog} trace random --seed 1 --ops 40 "
                                 f"--host-page-size 65536 --accel kvm --xen -o t.json")
     rp.add_argument("--seed", type=seed_value, required=True, metavar="S", help="seed")
@@ -700,7 +701,7 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
     rp.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     rp.set_defaults(func=cmd_trace_random)
     vp = tsub.add_parser("validate", help="check a trace file without running it", formatter_class=Formatter,
-                         description="Check a trace against the rules of shared/machine.md.",
+                         description="Check a trace against the rules of docs/trace-format.md.",
                          epilog=f"example:\n  {prog} trace validate t.json")
     vp.add_argument("trace", metavar="TRACE.json", help="a dirty-trace/1 file ('-' for stdin)")
     vp.add_argument("--json", action="store_true", help="print JSON")

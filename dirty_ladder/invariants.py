@@ -1,4 +1,4 @@
-"""Invariants every stage must keep, checked on the machine of shared/machine.md.
+"""Invariants every stage must keep, checked on the machine of docs/trace-format.md.
 
 Three properties, each a statement about one replay of a valid trace on one
 stage.  They are the reasons the dirty API exists; the ladder checks that

@@ -1,4 +1,4 @@
-"""The machine below the dirty API, the same for every stage (shared/machine.md).
+"""The machine below the dirty API, the same for every stage (docs/trace-format.md).
 
 What the series never touched lives here: RAM block placement, translated
 blocks (TBs), the TLB, the KVM dirty log, Xen's notifier and the replay of a
@@ -126,7 +126,7 @@ class Machine:
 
     def tb_invalidate_phys_page_range(self, start: int, end: int, is_cpu_write_access: int) -> None:
         # QEMU of the time: only the TBs of the page holding `start` are
-        # dropped, and this caller never unprotects (machine.md).
+        # dropped, and this caller never unprotects (docs/trace-format.md).
         self.tb_count.pop(start >> TARGET_PAGE_BITS, None)
 
     def tlb_set_dirty(self, vaddr: int) -> None:

@@ -1,4 +1,4 @@
-"""The ``dirty-trace/1`` format of shared/machine.md: parsing and validation.
+"""The ``dirty-trace/1`` format (docs/trace-format.md): parsing and validation.
 
 A trace is checked whole before anything runs.  Every refusal is a
 :class:`TraceError` whose message is one line naming the op's index (when the
@@ -28,7 +28,7 @@ DEFAULT_CONFIG = {"host_page_size": 4096, "accel": "tcg", "xen": False}
 MAX_RAM = 1 << 40
 RAM_ADDR_MAX = (1 << 64) - 1
 
-# op name -> its fields, in the order machine.md lists them
+# op name -> its fields, in the order docs/trace-format.md lists them
 OPS: dict[str, tuple[str, ...]] = {
     "ram_alloc": ("size",),
     "ram_free": ("offset",),
@@ -53,7 +53,7 @@ OPS: dict[str, tuple[str, ...]] = {
 
 
 class TraceError(ValueError):
-    """A trace that breaks the rules of machine.md; ``str()`` is one line."""
+    """A trace that breaks the rules of docs/trace-format.md; ``str()`` is one line."""
 
     def __init__(self, reason: str, index: int | None = None):
         self.reason = reason
@@ -164,7 +164,7 @@ def _config(raw: Any) -> Config:
 
 
 def validate(raw: Any) -> Trace:
-    """Check a decoded trace object against machine.md and return it normalised."""
+    """Check a decoded trace object against docs/trace-format.md and return it normalised."""
     if not isinstance(raw, dict):
         raise TraceError(f"a trace must be a JSON object, not {type(raw).__name__}")
     if raw.get("format") != FORMAT:

@@ -4,8 +4,8 @@ Most tests run the real command line in a subprocess (``sys.executable -m
 stages ...``); the ones that loop over many stages call ``dirty_ladder.cli.main``
 in-process, which is the console script's entry point.  Every user error must
 end with exit status 2, exactly one line on stderr and no traceback; the
-malformed-trace corpus below covers every case of shared/machine.md's
-"Invalid traces" and more.
+malformed-trace corpus below covers every case of docs/trace-format.md's
+"What makes a trace invalid" and more.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dirty_ladder import rungs as ladder
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The example of shared/machine.md, and the result it shows (the spec).
+# The example of docs/trace-format.md, and the result it shows (the spec).
 EXAMPLE_TRACE = {
     "format": "dirty-trace/1",
     "config": {"host_page_size": 4096, "accel": "tcg", "xen": False},
@@ -309,7 +309,7 @@ def test_diff_human_sections():
 
 # ---------------------------------------------------------------- replay
 @pytest.mark.parametrize("n", range(LAST + 1))
-def test_replay_machine_md_example_on_every_stage(tmp_path, capsys, n):
+def test_replay_doc_example_on_every_stage(tmp_path, capsys, n):
     path = write(tmp_path, EXAMPLE_TRACE)
     rc, out, err = inproc(capsys, "replay", str(path), "--stage", str(n), "--json")
     assert rc == 0 and err == ""
