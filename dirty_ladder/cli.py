@@ -360,13 +360,13 @@ def describe_op(op: dict) -> str:
     return f"{op['op']} {args}".rstrip()
 
 
-def run_stage(n: int, trace) -> dict[str, Any]:
+def run_stage(n: int, trace, on_op=None) -> dict[str, Any]:
     """replay(), with a failure of the stage's code turned into a Failure
     naming the op it failed on."""
     from .machine import Machine, replay
     cls = stage(n)
     try:
-        return replay(cls, trace)
+        return replay(cls, trace, on_op)
     except Exception as exc:           # noqa: BLE001 -- the stage's code failed: say where
         machine = Machine(cls, trace.config)
         index = None
@@ -383,11 +383,30 @@ def run_stage(n: int, trace) -> dict[str, Any]:
         raise failure from None
 
 
+def refuse_long_walks(args, trace, stages: list[int]) -> None:
+    """A UserError, before anything runs, when the stages would walk more
+    pages one at a time than the limit (dirty_ladder/walks.py)."""
+    from . import walks
+    try:
+        max_pages = walks.limit(args.max_pages, os.environ)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    why = walks.refusal(trace, stages, max_pages)
+    if why:
+        raise UserError(f"{args.trace}: {why}")
+
+
 def cmd_replay(args) -> int:
+    from .progress import ReplayProgress
     trace = read_trace(args.trace)
+    refuse_long_walks(args, trace, list(range(LAST + 1)) if args.all else [args.stage])
     if args.all:
         return replay_all(args, trace)
-    result = run_stage(args.stage, trace)
+    with ReplayProgress(trace.ops, [args.stage]) as progress:
+        progress.at_stage(args.stage)
+        result = run_stage(args.stage, trace, progress.at_op)
+    if args.summary:
+        return print_summary(args, trace, result)
     if args.json:
         emit_json(result)
         return 0
@@ -416,34 +435,133 @@ def cmd_replay(args) -> int:
     return 0
 
 
-def replay_all(args, trace) -> int:
+# ------------------------------------------------------------------ replay --summary
+def page_count(ranges: list[list[int]]) -> dict[str, int]:
+    return {"pages": sum(end - first for first, end in ranges), "ranges": len(ranges)}
+
+
+def short_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The final state in short: counts instead of lists."""
+    migration = state["migration"]
+    return {
+        "blocks": {"blocks": len(state["blocks"]), "bytes": sum(length for _, length in state["blocks"])},
+        "dirty": {client: page_count(r) for client, r in state["dirty"].items()},
+        "tlb": {kind: page_count(r) for kind, r in state["tlb"].items()},
+        "tb_pages": page_count(state["tb_pages"]),
+        "kvm_log": {"blocks": len(state["kvm_log"]),
+                    "host_pages": sum(page_count(r)["pages"] for _, r in state["kvm_log"])},
+        "in_migration": state["in_migration"],
+        "migration": None if migration is None else {**page_count(migration["bitmap"]),
+                                                     "dirty_pages": migration["dirty_pages"]},
+        "xen": {"calls": len(state["xen"])},
+    }
+
+
+def summarize(trace, result: dict[str, Any]) -> dict[str, Any]:
+    """How many times each op gave each result, and the state in short."""
+    by_op: dict[str, dict[str, int]] = {}
+    for op, value in zip(trace.ops, result["results"]):
+        counts = by_op.setdefault(op["op"], {})
+        key = json.dumps(value)
+        counts[key] = counts.get(key, 0) + 1
+    return {
+        "stage": result["stage"], "ops": len(trace.ops),
+        "results_by_op": {op: {"count": sum(c.values()),
+                               "results": dict(sorted(c.items(), key=lambda kv: -kv[1]))}
+                          for op, c in sorted(by_op.items(), key=lambda kv: -sum(kv[1].values()))},
+        "state": short_state(result["state"]),
+    }
+
+
+def print_summary(args, trace, result: dict[str, Any]) -> int:
+    summary = summarize(trace, result)
+    if args.json:
+        emit_json(summary)
+        return 0
+    out(f"stage {args.stage:02d}: {stage(args.stage).TITLE}")
+    out(f"trace {args.trace}: {plural(len(trace.ops), 'op')}; {describe_config(trace)}")
+    out()
+    out("results by op (count: result x times):")
+    ow = max((len(op) for op in summary["results_by_op"]), default=0)
+    for op, entry in summary["results_by_op"].items():
+        values = [f"{v} x{k:,}" for v, k in entry["results"].items()]
+        more = f", and {len(values) - 5:,} other values" if len(values) > 5 else ""
+        out(f"  {op:<{ow}}  {entry['count']:>9,}: {', '.join(values[:5])}{more}")
+    out()
+    out("state in short:")
+    st = summary["state"]
+
+    def counted(n: int, word: str) -> str:
+        return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+    def pages(c: dict[str, int]) -> str:
+        return f"{counted(c['pages'], 'page')} in {counted(c['ranges'], 'range')}"
+
+    rows = [("blocks", f"{counted(st['blocks']['blocks'], 'block')}, {counted(st['blocks']['bytes'], 'byte')}")]
+    rows += [(f"dirty.{client}", pages(c)) for client, c in st["dirty"].items()]
+    rows += [(f"tlb.{kind}", pages(c)) for kind, c in st["tlb"].items()]
+    rows += [("tb_pages", pages(st["tb_pages"])),
+             ("kvm_log", f"{counted(st['kvm_log']['host_pages'], 'host page')} in "
+                         f"{counted(st['kvm_log']['blocks'], 'block')}"),
+             ("in_migration", json.dumps(st["in_migration"])),
+             ("migration", "null" if st["migration"] is None else
+              f"bitmap {pages(st['migration'])}, dirty_pages {st['migration']['dirty_pages']:,}"),
+             ("xen", counted(st["xen"]["calls"], "call"))]
+    kw = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        out(f"  {k:<{kw}}  {v}")
+    return 0
+
+
+# ------------------------------------------------------------------ replay --all
+def rung_change(n: int, before: dict[str, Any], after: dict[str, Any], trace, register: list
+                ) -> dict[str, Any] | None:
+    """What changes from stage n-1 to n, and the register entry explaining it."""
     from .machine import first_difference
-    outcomes: list[dict[str, Any]] = []
-    for n in range(LAST + 1):
-        try:
-            r = run_stage(n, trace)
-            r = {k: v for k, v in r.items() if k != "stage"}
-        except Failure as exc:
-            r = {"error": exc.detail}
-        outcomes.append(r)
-    changes = []
-    for n in range(1, LAST + 1):
-        a, b = outcomes[n - 1], outcomes[n]
-        if "error" in a or "error" in b:
-            if a != b:
-                changes.append({"rung": n, "title": stage(n).TITLE, "path": "error",
-                                "before": a.get("error"), "after": b.get("error")})
-            continue
-        diff = first_difference(a, b)
-        if diff is not None:
-            changes.append({"rung": n, "title": stage(n).TITLE, "path": diff[0],
-                            "before": diff[1], "after": diff[2]})
-    behaviours = []
-    start = 0
-    for n in range(1, LAST + 2):
-        if n == LAST + 1 or any(c["rung"] == n for c in changes):
-            behaviours.append({"stages": [start, n - 1], "result": outcomes[start]})
-            start = n
+    from .rungs import explain_change
+    if "error" in before or "error" in after:
+        if before == after:
+            return None
+        path, a, b = "error", before.get("error"), after.get("error")
+    else:
+        diff = first_difference(before, after)
+        if diff is None:
+            return None
+        path, a, b = diff
+    entry = explain_change(n, path, trace, register)
+    return {"rung": n, "title": stage(n).TITLE, "path": path, "before": a, "after": b,
+            "explained_by": entry.id if entry else None}
+
+
+def replay_all(args, trace) -> int:
+    """Stage by stage: only the previous stage's result is kept for the
+    comparison, and one result per behaviour for the JSON output."""
+    from .progress import ReplayProgress
+    register = load_register_safely() or []
+    stages = list(range(LAST + 1))
+    changes: list[dict[str, Any]] = []
+    behaviours: list[dict[str, Any]] = []
+    previous = None
+    with ReplayProgress(trace.ops, stages) as progress:
+        for n in stages:
+            progress.at_stage(n)
+            try:
+                r = run_stage(n, trace, progress.at_op)
+                kept = summarize(trace, r) if args.summary else r
+                r = {k: v for k, v in r.items() if k != "stage"}
+            except Failure as exc:
+                r = kept = {"error": exc.detail}
+            change = None if previous is None else rung_change(n, previous, r, trace, register)
+            if change is not None:
+                changes.append(change)
+            if previous is None or change is not None:
+                if not args.json:           # the text shows the results in short
+                    kept = {"error": r["error"]} if "error" in r else {"results": short(r["results"], 80)}
+                kept.pop("stage", None)
+                behaviours.append({"stages": [n, n], "result": kept})
+            else:
+                behaviours[-1]["stages"][1] = n
+            previous = r
     if args.json:
         emit_json({"trace": args.trace, "config": trace.config.as_dict(), "ops": len(trace.ops),
                    "changes": changes, "behaviours": behaviours})
@@ -452,16 +570,19 @@ def replay_all(args, trace) -> int:
     for bh in behaviours:
         a, b = bh["stages"]
         res = bh["result"]
-        what = f"error: {res['error']}" if "error" in res else f"results {short(res['results'], 80)}"
+        what = f"error: {res['error']}" if "error" in res else f"results {res['results']}"
         out(f"  stages {a:02d}-{b:02d}: {what}")
     out()
     if not changes:
         out(f"the observables are the same on all {LAST + 1} stages")
         return 0
+    entries = {e.id: e for e in register}
     out(f"the observables change at {len(changes)} rung{'s' if len(changes) > 1 else ''}:")
     for c in changes:
         out(f"  rung {c['rung']:02d} ({c['rung'] - 1:02d} -> {c['rung']:02d}, {c['title']}): "
             f"{c['path']}: {short(c['before'])} -> {short(c['after'])}")
+        entry = entries.get(c["explained_by"])
+        out(f"    register: {entry.id} ({entry.status}): {entry.what}" if entry else "    not in the register")
     return 0
 
 
@@ -652,13 +773,27 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
     sp = add("replay", "run a trace (format: docs/trace-format.md) on one stage, or on all 40",
              f"{prog} trace random --seed 3 -o t.json\n{prog} replay t.json --stage 19\n"
              f"{prog} replay t.json --stage 19 --json   # the dirty-trace-result/1 object\n"
-             f"{prog} replay t.json --all               # where the observables change")
+             f"{prog} replay t.json --all               # where the observables change\n"
+             f"{prog} replay long.json --stage 0 --summary",
+             description="Run a trace on one stage (--stage N) or on all 40 (--all). The trace is "
+                         "checked first (docs/trace-format.md), and refused when its page-by-page "
+                         "walks would take too long (--max-pages). A replay that runs long shows its "
+                         "progress on stderr (on a terminal from the first second, elsewhere every "
+                         "15 s); stdout holds only the result.")
     sp.add_argument("trace", metavar="TRACE.json", help="a dirty-trace/1 file ('-' for stdin)")
     which = sp.add_mutually_exclusive_group(required=True)
     which.add_argument("--stage", type=stage_number, metavar="N", help="the stage to run it on")
     which.add_argument("--all", action="store_true",
-                       help="run on all stages and report each rung where the observables change")
+                       help="run on all stages and report each rung where the observables change, "
+                            "with the register entry that explains it")
     sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.add_argument("--summary", action="store_true",
+                    help="count the results of each op and give the final state in short, instead of "
+                         "every result (for long traces; with --all, shortens each behaviour's --json)")
+    sp.add_argument("--max-pages", type=positive, metavar="N",
+                    help="refuse, before running, a trace whose page-by-page walks on the stages to run "
+                         "(ranges until stage 26-27, all RAM at each migration sync until 38) would add "
+                         "up to more than N pages (default 300,000,000, or $DIRTY_LADDER_MAX_PAGES)")
     sp.set_defaults(func=cmd_replay)
 
     sp = add("check", "the differential check of rung N (stage N-1 -> N) or of every rung",

@@ -15,6 +15,7 @@ called: ``tcg_enabled``, ``getpagesize``, ``xen_modified_memory``,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -288,10 +289,15 @@ class Machine:
         }
 
 
-def replay(stage_class: type, trace: Trace) -> dict[str, Any]:
-    """Run a validated trace on a stage: the ``dirty-trace-result/1`` object."""
+def replay(stage_class: type, trace: Trace, on_op: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run a validated trace on a stage: the ``dirty-trace-result/1`` object.
+    ``on_op(i)``, when given, is called before op ``i`` runs (progress)."""
     machine = Machine(stage_class, trace.config)
-    results = [machine.run_op(op) for op in trace.ops]
+    results = []
+    for index, op in enumerate(trace.ops):
+        if on_op is not None:
+            on_op(index)
+        results.append(machine.run_op(op))
     out = {"format": RESULT_FORMAT, "stage": stage_class.STAGE, "results": results, "state": machine.state()}
     return out
 

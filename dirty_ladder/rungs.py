@@ -23,6 +23,7 @@ registered ones.
 from __future__ import annotations
 
 import inspect
+import itertools
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -299,10 +300,32 @@ def load_register() -> list[Divergence]:
     return out
 
 
+def explain_change(rung: int, path: str, trace: Trace, register: list[Divergence]) -> Divergence | None:
+    """The register entry of ``rung`` that explains a machine-level change
+    first seen at ``path`` (as :func:`dirty_ladder.machine.first_difference`
+    names it) when ``trace`` runs on stages rung-1 and rung; None when no
+    entry does.
 
-
-
-
+    The trace is not reduced first, so its config may hold values the
+    difference does not need: an entry matches when one of its signatures
+    is ``machine:<location>`` followed by the config values of some subset
+    of the trace's non-default ones (the most specific subset first), as
+    :class:`Finding` signatures are written.
+    """
+    where = location(path, trace)
+    given = {k: v for k, v in trace.config.as_dict().items() if v != DEFAULT_CONFIG[k]}
+    candidates = []
+    for size in range(len(given), -1, -1):
+        for keys in itertools.combinations(given, size):
+            config = Config(**{**DEFAULT_CONFIG, **{k: given[k] for k in keys}})
+            needs = config_needs(Trace(config, []))
+            candidates.append(f"machine:{where}" + (f":{needs}" if needs else ""))
+    entries = [d for d in register if d.rung == rung]
+    for signature in candidates:
+        for entry in entries:
+            if signature in entry.signatures:
+                return entry
+    return None
 
 
 def build_api_case(chooser, functions: list[str]) -> ApiCase:

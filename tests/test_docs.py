@@ -121,3 +121,24 @@ def test_user_facing_text_points_to_the_reference_not_to_shared():
         assert "machine.md" not in text and "shared/" not in text
     assert "docs/trace-format.md" in readme
     assert sum("docs/trace-format.md" in h for h in helps) >= 3      # replay, trace random, trace validate
+
+
+def test_readme_replay_all_sample_is_the_real_output(tmp_path):
+    """README's commands, run as written in a fresh directory, print README's sample."""
+    import os
+    import subprocess
+    import sys
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"^dirty-ladder (trace random [^>]+) > t\.json$", readme, re.MULTILINE)
+    sample = re.search(r"`replay --all` on the random trace above prints[^`]*```\n(.*?)```", readme, re.DOTALL)
+    assert command and sample
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def run(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "dirty_ladder", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    (tmp_path / "t.json").write_text(run(*command.group(1).split()))
+    assert run("replay", "t.json", "--all") == sample.group(1)
