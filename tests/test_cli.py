@@ -574,8 +574,9 @@ def test_trace_random_config_and_output_file(tmp_path):
 STATUSES = {"same", "diverges as registered", "registered difference not found"}
 
 
-def test_check_one_rung_human_and_json():
-    proc = run("check", "27", "--examples", "5")
+def test_check_one_rung_human_and_json(tmp_path):
+    # in tmp_path: a new difference would be written to the current directory
+    proc = run("check", "27", "--examples", "5", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"^\[1/1\] rung 27 \(26 -> 27\): .+ \(\d+ examples, [\d.]+ s\)$", proc.stderr, re.MULTILINE)
     table = proc.stdout.splitlines()
@@ -583,7 +584,7 @@ def test_check_one_rung_human_and_json():
     row = table[1]
     assert row.split()[0] == "27" and int(row.split()[1]) > 0
     assert any(status in row for status in STATUSES)
-    proc = run("check", "5", "--examples", "5", "--json")
+    proc = run("check", "5", "--examples", "5", "--json", cwd=tmp_path)
     assert proc.returncode == 0
     data = json.loads(proc.stdout)
     assert data["examples"] == 5 and data["new_difference"] is False
