@@ -1245,6 +1245,13 @@ def run(args: argparse.Namespace) -> int:
             print("bench: --plot needs matplotlib, which is not installed "
                   "(pip install 'dirty-ladder[plot]', or '.[plot]' from the source tree)", file=sys.stderr)
             return 2
+    for path in (args.json_file, args.plot):
+        if path:                    # say so now, not after minutes of measuring
+            try:
+                open(path, "a").close()
+            except OSError as exc:
+                print(f"bench: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+                return 2
     global clock
     clock = CLOCKS[args.clock]
     plan = Plan(main_bytes=args.size, walk_bytes=args.walk_size, density=args.density, reps=args.reps,

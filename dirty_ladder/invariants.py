@@ -565,16 +565,17 @@ def main(argv: list[str] | None = None) -> int:
     explore every stage, print per stage the breaks found against the register."""
     import argparse
     from stages import LAST
+    from .bench import parse_stages
     p = argparse.ArgumentParser(prog="python -m dirty_ladder.invariants", description=main.__doc__)
     p.add_argument("--examples", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stages", default=f"0-{LAST}")
+    p.add_argument("--stages", type=parse_stages, default=list(range(LAST + 1)),
+                   help=f"stages to explore, e.g. 0-{LAST} (default) or 0,19,37-39")
     args = p.parse_args(argv)
-    first, _, last = args.stages.partition("-")
     register = load_register()
     bad = 0
     print(f"{'stage':5}  {'invariant':26}  result")
-    for n in range(int(first), int(last or first) + 1):
+    for n in args.stages:
         found = explore(n, args.examples, args.seed)
         for inv, name in INVARIANTS.items():
             new, missing = judge(n, inv, found, register)

@@ -73,6 +73,16 @@ def test_full_disk_is_one_line_and_status_1(args):
     assert proc.stderr == "error: cannot write the output: No space left on device\n", proc.stderr
 
 
+@pytest.mark.parametrize("args", [("dirty_ladder.invariants", "--stages", "x"),
+                                  ("dirty_ladder.invariants", "--stages", "50"),
+                                  ("dirty_ladder.bench", "--json-file", "/nonexistent/dir/b.json", *BENCH_TINY)],
+                         ids=["invariants-stages-x", "invariants-stage-50", "bench-json-file"])
+def test_module_commands_refuse_bad_options_without_a_traceback(args):
+    proc = subprocess.run(command(*args), capture_output=True, text=True, cwd=ROOT, env=environment(), timeout=120)
+    assert proc.returncode == 2 and proc.stdout == "", proc
+    assert "Traceback" not in proc.stderr and proc.stderr.splitlines()[-1].count(": ") >= 1, proc.stderr
+
+
 # ---------------------------------------------------------------- JSON objects naming a key twice
 def test_decode_refuses_a_duplicate_key_at_any_depth():
     assert decode('{"a": 1, "b": [{"c": 2}]}') == {"a": 1, "b": [{"c": 2}]}
