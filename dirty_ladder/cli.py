@@ -755,10 +755,11 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
     sp.add_argument("--summary", action="store_true",
                     help="count the results of each op and give the final state in short, instead of "
                          "every result (for long traces; with --all, shortens each behaviour's --json)")
+    from .walks import DEFAULT_MAX_PAGES, ENVIRONMENT
     sp.add_argument("--max-pages", type=positive, metavar="N",
                     help="refuse, before running, a trace whose page-by-page walks on the stages to run "
-                         "(ranges until stage 26-27, all RAM at each migration sync until 38) would add "
-                         "up to more than N pages (default 300,000,000, or $DIRTY_LADDER_MAX_PAGES)")
+                         "(ranges until stage 26-28, all RAM at each migration sync until 38) would add "
+                         f"up to more than N pages (default {DEFAULT_MAX_PAGES:,}, or ${ENVIRONMENT})")
     sp.set_defaults(func=cmd_replay)
 
     sp = add("check", "the differential check of rung N (stage N-1 -> N) or of every rung",

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 
 from stages import LAST
 
-from .trace import TARGET_PAGE_BITS, TARGET_PAGE_SIZE, Block, Trace, find_ram_offset, insert_block, last_ram_offset, page_align
+from .trace import (
+    TARGET_PAGE_BITS, TARGET_PAGE_SIZE, Block, Trace, find_ram_offset, insert_block, last_ram_offset, page_align,
+)
 
 # op -> (the first stage that no longer walks it page by page, what it walks):
 #   "range": the target pages of [addr, addr + len), or of the new block for ram_alloc

@@ -142,3 +142,11 @@ def test_readme_replay_all_sample_is_the_real_output(tmp_path):
 
     (tmp_path / "t.json").write_text(run(*command.group(1).split()))
     assert run("replay", "t.json", "--all") == sample.group(1)
+
+
+def test_the_page_walk_limit_is_documented_as_it_is():
+    from dirty_ladder import cli
+    from dirty_ladder.walks import DEFAULT_MAX_PAGES, ENVIRONMENT
+    for text in ((ROOT / "README.md").read_text(encoding="utf-8"), doc_text(),
+                 "\n".join(every_help_text(cli.build_parser()))):
+        assert f"{DEFAULT_MAX_PAGES:,}" in text and ENVIRONMENT in text and "--max-pages" in text
