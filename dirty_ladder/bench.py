@@ -91,7 +91,7 @@ OP_LABEL = {
 }
 TARGET_DENSITIES = (0.0, 0.05, 1.0)
 SYNC_LIMIT, FOLD_LIMIT, PEAK_LIMIT = 1.5, 1000.0, 1.2
-# The tester's figures in shared/seed/cover-letter-v2.txt (TCP migration):
+# The tester's figures in the v2 cover letter (TCP migration):
 # guest GiB -> (setup ms without the series, setup ms with v2).
 SEED_SETUP_MS = {256: (6912, 296), 512: (14062, 1171)}
 # Blocks after the main RAM in the "pc" layout, in allocation order, as a PC
@@ -1245,6 +1245,13 @@ def run(args: argparse.Namespace) -> int:
             print("bench: --plot needs matplotlib, which is not installed "
                   "(pip install 'dirty-ladder[plot]', or '.[plot]' from the source tree)", file=sys.stderr)
             return 2
+    for path in (args.json_file, args.plot):
+        if path:                    # say so now, not after minutes of measuring
+            try:
+                open(path, "a").close()
+            except OSError as exc:
+                print(f"bench: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+                return 2
     global clock
     clock = CLOCKS[args.clock]
     plan = Plan(main_bytes=args.size, walk_bytes=args.walk_size, density=args.density, reps=args.reps,
@@ -1282,4 +1289,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .streams import finish
+    sys.exit(finish(main))

@@ -17,7 +17,7 @@ Subcommands::
     book OUT                 the tour as a static website (needs the book extra)
 
 Every user error (a bad stage number, an unknown function, a trace that is
-unreadable, malformed or breaks the rules of shared/machine.md, a bad option)
+unreadable, malformed or breaks the rules of docs/trace-format.md, a bad option)
 ends with exit status 2 and one line on stderr; ``check`` exits 1 when it
 finds a difference the register does not list.
 """
@@ -43,6 +43,7 @@ from .model import (
     Api, bytes_text, function_of, per_page_text, spans, api_of, compute_diff, entries_by_rung,
     load_register_safely, module_path, resolve,
 )
+from .streams import finish
 MAX_OPS = 100_000
 
 
@@ -418,13 +419,13 @@ def describe_op(op: dict) -> str:
     return f"{op['op']} {args}".rstrip()
 
 
-def run_stage(n: int, trace, cls: type | None = None) -> dict[str, Any]:
+def run_stage(n: int, trace, cls: type | None = None, on_op=None) -> dict[str, Any]:
     """replay(), with a failure of the stage's code turned into a Failure
     naming the op it failed on (``cls``: a class standing in for stage n)."""
     from .machine import Machine, replay
     cls = stage(n) if cls is None else cls
     try:
-        return replay(cls, trace)
+        return replay(cls, trace, on_op)
     except Exception as exc:           # noqa: BLE001 -- the stage's code failed: say where
         machine = Machine(cls, trace.config)
         index = None
@@ -514,16 +515,34 @@ def replay_call(args, call: dict) -> int:
     return 0
 
 
+def refuse_long_walks(args, trace, stages: list[int]) -> None:
+    """A UserError, before anything runs, when the stages would walk more
+    pages one at a time than the limit (dirty_ladder/walks.py)."""
+    from . import walks
+    try:
+        max_pages = walks.limit(args.max_pages, os.environ)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    why = walks.refusal(trace, stages, max_pages)
+    if why:
+        raise UserError(f"{args.trace}: {why}")
+
+
 def cmd_replay(args) -> int:
+    from .progress import ReplayProgress
     call = read_call(args.trace)
+    args.user_stage = load_user_stage(args.stage_file, args.stage) if args.stage_file else None
     if call is not None:
-        args.user_stage = load_user_stage(args.stage_file, args.stage) if args.stage_file else None
         return replay_call(args, call)
     trace = read_trace(args.trace)
-    args.user_stage = load_user_stage(args.stage_file, args.stage) if args.stage_file else None
+    refuse_long_walks(args, trace, list(range(LAST + 1)) if args.all else [args.stage])
     if args.all:
         return replay_all(args, trace)
-    result = run_stage(args.stage, trace, args.user_stage)
+    with ReplayProgress(trace.ops, [args.stage]) as progress:
+        progress.at_stage(args.stage)
+        result = run_stage(args.stage, trace, args.user_stage, progress.at_op)
+    if args.summary:
+        return print_summary(args, trace, result)
     if args.json:
         emit_json(result)
         return 0
@@ -552,35 +571,106 @@ def cmd_replay(args) -> int:
     return 0
 
 
-def replay_all(args, trace) -> int:
+# ------------------------------------------------------------------ replay --summary
+def print_summary(args, trace, result: dict[str, Any]) -> int:
+    from .summary import summarize
+    summary = summarize(trace, result)
+    if args.json:
+        emit_json(summary)
+        return 0
+    out(f"stage {args.stage:02d}: {stage(args.stage).TITLE}")
+    out(f"trace {args.trace}: {plural(len(trace.ops), 'op')}; {describe_config(trace)}")
+    out()
+    out("results by op (count: result x times):")
+    ow = max((len(op) for op in summary["results_by_op"]), default=0)
+    for op, entry in summary["results_by_op"].items():
+        values = [f"{v} x{k:,}" for v, k in entry["results"].items()]
+        more = f", and {len(values) - 5:,} other values" if len(values) > 5 else ""
+        out(f"  {op:<{ow}}  {entry['count']:>9,}: {', '.join(values[:5])}{more}")
+    out()
+    out("state in short:")
+    st = summary["state"]
+
+    def counted(n: int, word: str) -> str:
+        return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+    def pages(c: dict[str, int]) -> str:
+        return f"{counted(c['pages'], 'page')} in {counted(c['ranges'], 'range')}"
+
+    rows = [("blocks", f"{counted(st['blocks']['blocks'], 'block')}, {counted(st['blocks']['bytes'], 'byte')}")]
+    rows += [(f"dirty.{client}", pages(c)) for client, c in st["dirty"].items()]
+    rows += [(f"tlb.{kind}", pages(c)) for kind, c in st["tlb"].items()]
+    rows += [("tb_pages", pages(st["tb_pages"])),
+             ("kvm_log", f"{counted(st['kvm_log']['host_pages'], 'host page')} in "
+                         f"{counted(st['kvm_log']['blocks'], 'block')}"),
+             ("in_migration", json.dumps(st["in_migration"])),
+             ("migration", "null" if st["migration"] is None else
+              f"bitmap {pages(st['migration'])}, dirty_pages {st['migration']['dirty_pages']:,}"),
+             ("xen", counted(st["xen"]["calls"], "call"))]
+    kw = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        out(f"  {k:<{kw}}  {v}")
+    return 0
+
+
+# ------------------------------------------------------------------ replay --all
+def rung_change(n: int, before: dict[str, Any], after: dict[str, Any], trace, register: list,
+                user: type | None = None) -> dict[str, Any] | None:
+    """What changes from stage n-1 to n, and the register entries whose
+    behaviour changes make it (rungs.explain_change); None where they do not
+    explain it, or a user's stage stands in on either side."""
     from .machine import first_difference
-    outcomes: list[dict[str, Any]] = []
-    for n in range(LAST + 1):
-        try:
-            user = getattr(args, "user_stage", None)
-            r = run_stage(n, trace, user if user is not None and user.STAGE == n else None)
-            r = {k: v for k, v in r.items() if k != "stage"}
-        except Failure as exc:
-            r = {"error": exc.detail}
-        outcomes.append(r)
-    changes = []
-    for n in range(1, LAST + 1):
-        a, b = outcomes[n - 1], outcomes[n]
-        if "error" in a or "error" in b:
-            if a != b:
-                changes.append({"rung": n, "title": stage(n).TITLE, "path": "error",
-                                "before": a.get("error"), "after": b.get("error")})
-            continue
-        diff = first_difference(a, b)
-        if diff is not None:
-            changes.append({"rung": n, "title": stage(n).TITLE, "path": diff[0],
-                            "before": diff[1], "after": diff[2]})
-    behaviours = []
-    start = 0
-    for n in range(1, LAST + 2):
-        if n == LAST + 1 or any(c["rung"] == n for c in changes):
-            behaviours.append({"stages": [start, n - 1], "result": outcomes[start]})
-            start = n
+    from .rungs import explain_change
+    if "error" in before or "error" in after:
+        if before == after:
+            return None
+        path, a, b = "error", before.get("error"), after.get("error")
+    else:
+        diff = first_difference(before, after)
+        if diff is None:
+            return None
+        path, a, b = diff
+    if user is not None and user.STAGE in (n - 1, n):
+        explained = None                    # the register speaks of the real stages, not yours
+    else:
+        entries = explain_change(n, trace, register)
+        explained = None if entries is None else [e.id for e in entries]
+    return {"rung": n, "title": stage(n).TITLE, "path": path, "before": a, "after": b,
+            "explained_by": explained}
+
+
+def replay_all(args, trace) -> int:
+    """Stage by stage: only the previous stage's result is kept for the
+    comparison, and one result per behaviour for the JSON output."""
+    from .progress import ReplayProgress
+    from .summary import summarize
+    register = load_register_safely() or []
+    user = getattr(args, "user_stage", None)
+    stages = list(range(LAST + 1))
+    changes: list[dict[str, Any]] = []
+    behaviours: list[dict[str, Any]] = []
+    previous = None
+    with ReplayProgress(trace.ops, stages) as progress:
+        for n in stages:
+            progress.at_stage(n)
+            try:
+                r = run_stage(n, trace, user if user is not None and user.STAGE == n else None,
+                              progress.at_op)
+                kept = summarize(trace, r) if args.summary else r
+                r = {k: v for k, v in r.items() if k != "stage"}
+            except Failure as exc:
+                r = kept = {"error": exc.detail}
+            change = None if previous is None else rung_change(n, previous, r, trace, register, user)
+            if change is not None:
+                changes.append(change)
+            if previous is None or change is not None:
+                if not args.json:           # the text shows the results in short
+                    kept = {"error": r["error"]} if "error" in r else {"results": short(r["results"], 80)}
+                kept.pop("stage", None)
+                behaviours.append({"stages": [n, n], "result": kept})
+            else:
+                behaviours[-1]["stages"][1] = n
+            previous = r
     if args.json:
         emit_json({"trace": args.trace, "config": trace.config.as_dict(), "ops": len(trace.ops),
                    "changes": changes, "behaviours": behaviours})
@@ -589,16 +679,22 @@ def replay_all(args, trace) -> int:
     for bh in behaviours:
         a, b = bh["stages"]
         res = bh["result"]
-        what = f"error: {res['error']}" if "error" in res else f"results {short(res['results'], 80)}"
+        what = f"error: {res['error']}" if "error" in res else f"results {res['results']}"
         out(f"  stages {a:02d}-{b:02d}: {what}")
     out()
     if not changes:
         out(f"the observables are the same on all {LAST + 1} stages")
         return 0
+    entries = {e.id: e for e in register}
     out(f"the observables change at {len(changes)} rung{'s' if len(changes) > 1 else ''}:")
     for c in changes:
         out(f"  rung {c['rung']:02d} ({c['rung'] - 1:02d} -> {c['rung']:02d}, {c['title']}): "
             f"{c['path']}: {short(c['before'])} -> {short(c['after'])}")
+        if c["explained_by"]:
+            for entry in (entries[i] for i in c["explained_by"]):
+                out(f"    register: {entry.id} ({entry.status}): {entry.what}")
+        else:
+            out("    not in the register")
     return 0
 
 
@@ -1191,20 +1287,37 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
                                 "byte code that the bitmaps replace)")
     sp.set_defaults(func=cmd_diff)
 
-    sp = add("replay", "run a trace (shared/machine.md) on one stage, or on all 40",
+    sp = add("replay", "run a trace (format: docs/trace-format.md) on one stage, or on all 40",
              f"{prog} trace random --seed 3 -o t.json\n{prog} replay t.json --stage 19\n"
              f"{prog} replay t.json --stage 19 --json   # the dirty-trace-result/1 object\n"
              f"{prog} replay t.json --all               # where the observables change\n"
-             f"{prog} replay t.json --stage 27 --stage-file exercise_27.py   # on your stage 27")
+             f"{prog} replay long.json --stage 0 --summary\n"
+             f"{prog} replay t.json --stage 27 --stage-file exercise_27.py   # on your stage 27\n"
+             f"{prog} replay new-difference-rung27-api-1.call.json --all      # an API-level reproducer",
+             description="Run a trace on one stage (--stage N) or on all 40 (--all). The trace is "
+                         "checked first (docs/trace-format.md), and refused when its page-by-page "
+                         "walks would take too long (--max-pages). A replay that runs long shows its "
+                         "progress on stderr (on a terminal from the first second, elsewhere every "
+                         "15 s); stdout holds only the result. A dirty-call/1 file (an API-level "
+                         "reproducer that check and verify write) replays its call instead.")
     sp.add_argument("trace", metavar="TRACE.json", help="a dirty-trace/1 file ('-' for stdin)")
     which = sp.add_mutually_exclusive_group(required=True)
     which.add_argument("--stage", type=stage_number, metavar="N", help="the stage to run it on")
     which.add_argument("--all", action="store_true",
-                       help="run on all stages and report each rung where the observables change")
+                       help="run on all stages and report each rung where the observables change, "
+                            "with the register entry that explains it")
     sp.add_argument("--stage-file", metavar="FILE",
                     help="a module whose class Stage stands in for the stage its STAGE names "
                          "(with --stage N: for stage N)")
     sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.add_argument("--summary", action="store_true",
+                    help="count the results of each op and give the final state in short, instead of "
+                         "every result (for long traces; with --all, shortens each behaviour's --json)")
+    from .walks import DEFAULT_MAX_PAGES, ENVIRONMENT
+    sp.add_argument("--max-pages", type=positive, metavar="N",
+                    help="refuse, before running, a trace whose page-by-page walks on the stages to run "
+                         "(ranges until stage 26-28, all RAM at each migration sync until 38) would add "
+                         f"up to more than N pages (default {DEFAULT_MAX_PAGES:,}, or ${ENVIRONMENT})")
     sp.set_defaults(func=cmd_replay)
 
     sp = add("check", "the differential check of rung N (stage N-1 -> N) or of every rung",
@@ -1246,7 +1359,8 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
     rp = tsub.add_parser("random", help="write a valid random trace", formatter_class=Formatter,
                          description="Write a valid random dirty-trace/1 trace, to start from and edit. "
                                      "With no config option the generator picks the config too; with "
-                                     "any, the others take machine.md's defaults (4096, tcg, no xen).",
+                                     "any, the others take the defaults of docs/trace-format.md "
+                                     "(4096, tcg, no xen).",
                          epilog=f"example:\n  {prog} trace random --seed 1 --ops 40 "
                                 f"--host-page-size 65536 --accel kvm --xen -o t.json")
     rp.add_argument("--seed", type=seed_value, required=True, metavar="S", help="seed")
@@ -1258,7 +1372,7 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
     rp.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     rp.set_defaults(func=cmd_trace_random)
     vp = tsub.add_parser("validate", help="check a trace file without running it", formatter_class=Formatter,
-                         description="Check a trace against the rules of shared/machine.md.",
+                         description="Check a trace against the rules of docs/trace-format.md.",
                          epilog=f"example:\n  {prog} trace validate t.json")
     vp.add_argument("trace", metavar="TRACE.json", help="a dirty-trace/1 file ('-' for stdin)")
     vp.add_argument("--json", action="store_true", help="print JSON")
@@ -1360,6 +1474,10 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """The entry point: returns the exit status (the console script exits with it)."""
     parser = build_parser(prog or "dirty-ladder")
+    return finish(lambda: _main(parser, argv))
+
+
+def _main(parser: Parser, argv: list[str] | None) -> int:
     try:
         try:
             args = parser.parse_args(argv)
@@ -1380,14 +1498,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # the reader went away (`| head`): stop quietly
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except OSError:
-            pass
-        return 0
 
 
 if __name__ == "__main__":

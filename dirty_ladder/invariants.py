@@ -1,4 +1,4 @@
-"""Invariants every stage must keep, checked on the machine of shared/machine.md.
+"""Invariants every stage must keep, checked on the machine of docs/trace-format.md.
 
 Three properties, each a statement about one replay of a valid trace on one
 stage.  They are the reasons the dirty API exists; the ladder checks that
@@ -81,7 +81,6 @@ exactly that, and ``python -m dirty_ladder.invariants`` prints it per stage.
 from __future__ import annotations
 
 import copy
-import json
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -92,7 +91,7 @@ from .generate import ADDRESS_OPS, Chooser, RandomChooser, _weighted, place_op, 
 from .machine import Machine
 from .trace import (
     CLIENTS, TARGET_PAGE_BITS, TARGET_PAGE_SIZE, Block, Config, Trace, block_holding, find_ram_offset,
-    insert_block, page_align, validate,
+    decode, insert_block, page_align, validate,
 )
 from .views import dirty_pages_of
 
@@ -512,7 +511,7 @@ def load_register() -> list[Entry]:
     out = []
     for e in tomllib.loads(text).get("break", []):
         out.append(Entry(e["id"], e["signatures"], _stage_list(e["stages"]), e["config"], e["status"],
-                         e["fixed_upstream"], e["what"], e["why"], json.loads(e["trace"])))
+                         e["fixed_upstream"], e["what"], e["why"], decode(e["trace"])))
     return out
 
 
@@ -566,16 +565,17 @@ def main(argv: list[str] | None = None) -> int:
     explore every stage, print per stage the breaks found against the register."""
     import argparse
     from stages import LAST
+    from .bench import parse_stages
     p = argparse.ArgumentParser(prog="python -m dirty_ladder.invariants", description=main.__doc__)
     p.add_argument("--examples", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stages", default=f"0-{LAST}")
+    p.add_argument("--stages", type=parse_stages, default=list(range(LAST + 1)),
+                   help=f"stages to explore, e.g. 0-{LAST} (default) or 0,19,37-39")
     args = p.parse_args(argv)
-    first, _, last = args.stages.partition("-")
     register = load_register()
     bad = 0
     print(f"{'stage':5}  {'invariant':26}  result")
-    for n in range(int(first), int(last or first) + 1):
+    for n in args.stages:
         found = explore(n, args.examples, args.seed)
         for inv, name in INVARIANTS.items():
             new, missing = judge(n, inv, found, register)
@@ -590,4 +590,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from .streams import finish
+    raise SystemExit(finish(main))

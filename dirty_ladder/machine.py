@@ -1,4 +1,4 @@
-"""The machine below the dirty API, the same for every stage (shared/machine.md).
+"""The machine below the dirty API, the same for every stage (docs/trace-format.md).
 
 What the series never touched lives here: RAM block placement, translated
 blocks (TBs), the TLB, the KVM dirty log, Xen's notifier and the replay of a
@@ -15,6 +15,7 @@ called: ``tcg_enabled``, ``getpagesize``, ``xen_modified_memory``,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,7 +127,7 @@ class Machine:
 
     def tb_invalidate_phys_page_range(self, start: int, end: int, is_cpu_write_access: int) -> None:
         # QEMU of the time: only the TBs of the page holding `start` are
-        # dropped, and this caller never unprotects (machine.md).
+        # dropped, and this caller never unprotects (docs/trace-format.md).
         self.tb_count.pop(start >> TARGET_PAGE_BITS, None)
 
     def tlb_set_dirty(self, vaddr: int) -> None:
@@ -361,10 +362,15 @@ def key(machine: Machine) -> tuple:
     )
 
 
-def replay(stage_class: type, trace: Trace) -> dict[str, Any]:
-    """Run a validated trace on a stage: the ``dirty-trace-result/1`` object."""
+def replay(stage_class: type, trace: Trace, on_op: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run a validated trace on a stage: the ``dirty-trace-result/1`` object.
+    ``on_op(i)``, when given, is called before op ``i`` runs (progress)."""
     machine = Machine(stage_class, trace.config)
-    results = [machine.run_op(op) for op in trace.ops]
+    results = []
+    for index, op in enumerate(trace.ops):
+        if on_op is not None:
+            on_op(index)
+        results.append(machine.run_op(op))
     out = {"format": RESULT_FORMAT, "stage": stage_class.STAGE, "results": results, "state": machine.state()}
     return out
 

@@ -19,10 +19,11 @@ Each entry names:
 
 from __future__ import annotations
 
-import json
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
+
+from .trace import decode
 
 STATUSES = ("intended", "fix", "bug", "benign")
 
@@ -76,8 +77,8 @@ def load_register() -> list[Divergence]:
             explanation=entry["explanation"], status=entry["status"], override=entry["override"],
             scope=entry.get("scope", "ci"),
             fixed_upstream=entry.get("fixed_upstream", ""),
-            trace=json.loads(entry["trace"]) if "trace" in entry else None,
-            call=json.loads(entry["call"]) if "call" in entry else None))
+            trace=decode(entry["trace"]) if "trace" in entry else None,
+            call=decode(entry["call"]) if "call" in entry else None))
     return out
 
 

@@ -206,3 +206,22 @@ def build_api_case(chooser, functions: list[str]) -> ApiCase:
     args = {"addr": block_start + offset, "length": length, "client": chooser.choice(CLIENTS),
             "enable": chooser.choice((0, 1))}
     return ApiCase(config, sizes, clients, spare, tlb_dirty, chooser.choice((False, True)), function, args)
+
+
+def explain_change(rung: int, trace: Trace, register: list[Divergence] | None = None) -> list[Divergence] | None:
+    """The register entries that explain how ``trace``'s observables change
+    from stage rung-1 to stage rung: those whose override alone changes them
+    on stage rung-1.  None when the entries do not explain it all: the
+    rung's bridge (stage rung-1 with every override) and stage rung give
+    different observables, a difference the register does not know."""
+    from stages import stage
+
+    from .bridges import bridge, entry_stage
+    from .machine import first_difference, replay
+    from .register import entries_of
+    register = load_register() if register is None else register
+    if first_difference(replay(bridge(rung, register), trace), replay(stage(rung), trace)) is not None:
+        return None
+    before = replay(stage(rung - 1), trace)
+    return [e for e in entries_of(rung, register)
+            if first_difference(before, replay(entry_stage(e), trace)) is not None]

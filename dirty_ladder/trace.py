@@ -1,4 +1,4 @@
-"""The ``dirty-trace/1`` format of shared/machine.md: parsing and validation.
+"""The ``dirty-trace/1`` format (docs/trace-format.md): parsing and validation.
 
 A trace is checked whole before anything runs.  Every refusal is a
 :class:`TraceError` whose message is one line naming the op's index (when the
@@ -28,7 +28,7 @@ DEFAULT_CONFIG = {"host_page_size": 4096, "accel": "tcg", "xen": False}
 MAX_RAM = 1 << 40
 RAM_ADDR_MAX = (1 << 64) - 1
 
-# op name -> its fields, in the order machine.md lists them
+# op name -> its fields, in the order docs/trace-format.md lists them
 OPS: dict[str, tuple[str, ...]] = {
     "ram_alloc": ("size",),
     "ram_free": ("offset",),
@@ -53,7 +53,7 @@ OPS: dict[str, tuple[str, ...]] = {
 
 
 class TraceError(ValueError):
-    """A trace that breaks the rules of machine.md; ``str()`` is one line."""
+    """A trace that breaks the rules of docs/trace-format.md; ``str()`` is one line."""
 
     def __init__(self, reason: str, index: int | None = None):
         self.reason = reason
@@ -164,7 +164,7 @@ def _config(raw: Any) -> Config:
 
 
 def validate(raw: Any) -> Trace:
-    """Check a decoded trace object against machine.md and return it normalised."""
+    """Check a decoded trace object against docs/trace-format.md and return it normalised."""
     if not isinstance(raw, dict):
         raise TraceError(f"a trace must be a JSON object, not {type(raw).__name__}")
     if raw.get("format") != FORMAT:
@@ -271,16 +271,35 @@ def format_trace(obj: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def loads(text: str) -> Trace:
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when it names a key twice (json's default
+    would keep the last value and say nothing)."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise TraceError(f"duplicate key {key!r} in a JSON object")
+        obj[key] = value
+    return obj
+
+
+def decode(text: str) -> Any:
+    """JSON text as Python values, as every reader of traces reads it: a
+    syntax error or an object with a duplicate key is a one-line TraceError."""
     try:
-        raw = json.loads(text)
+        return json.loads(text, object_pairs_hook=_object)
+    except TraceError:
+        raise
     except json.JSONDecodeError as exc:
         raise TraceError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise TraceError("not valid JSON: nested too deeply") from None
     except ValueError as exc:                      # e.g. an integer of more than 4300 digits
         raise TraceError(f"not valid JSON: {' '.join(str(exc).split())}") from None
-    return validate(raw)
+
+
+def loads(text: str) -> Trace:
+    """A trace from its JSON text, validated."""
+    return validate(decode(text))
 
 
 def load(path: str | Path) -> Trace:

@@ -4,8 +4,8 @@ Most tests run the real command line in a subprocess (``sys.executable -m
 stages ...``); the ones that loop over many stages call ``dirty_ladder.cli.main``
 in-process, which is the console script's entry point.  Every user error must
 end with exit status 2, exactly one line on stderr and no traceback; the
-malformed-trace corpus below covers every case of shared/machine.md's
-"Invalid traces" and more.
+malformed-trace corpus below covers every case of docs/trace-format.md's
+"What makes a trace invalid" and more.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dirty_ladder import rungs as ladder
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The example of shared/machine.md, and the result it shows (the spec).
+# The example of docs/trace-format.md, and the result it shows (the spec).
 EXAMPLE_TRACE = {
     "format": "dirty-trace/1",
     "config": {"host_page_size": 4096, "accel": "tcg", "xen": False},
@@ -334,7 +334,7 @@ def test_diff_human_sections():
 
 # ---------------------------------------------------------------- replay
 @pytest.mark.parametrize("n", range(LAST + 1))
-def test_replay_machine_md_example_on_every_stage(tmp_path, capsys, n):
+def test_replay_doc_example_on_every_stage(tmp_path, capsys, n):
     path = write(tmp_path, EXAMPLE_TRACE)
     rc, out, err = inproc(capsys, "replay", str(path), "--stage", str(n), "--json")
     assert rc == 0 and err == ""
@@ -424,6 +424,12 @@ MALFORMED = [
     ("invalid-json-nested-too-deeply", DEEP, "not valid JSON", None),
     ("invalid-json-huge-integer", '{"format": "dirty-trace/1", "ops": [{"op": "ram_alloc", "size": '
      + "9" * 5000 + "}]}", "not valid JSON", None),
+    ("duplicate-key-in-an-op", '{"format": "dirty-trace/1", "ops": [{"op": "ram_alloc", "size": 4096, '
+     '"size": 8192}]}', "duplicate key 'size'", None),
+    ("duplicate-key-format", '{"format": "dirty-trace/1", "format": "dirty-trace/1", "ops": []}',
+     "duplicate key 'format'", None),
+    ("duplicate-key-in-config", '{"format": "dirty-trace/1", "config": {"xen": true, "xen": false}, "ops": []}',
+     "duplicate key 'xen'", None),
     ("non-object-list", [], "JSON object", None),
     ("non-object-number", "42", "JSON object", None),
     ("non-object-string", '"dirty-trace/1"', "JSON object", None),
@@ -593,8 +599,9 @@ def test_trace_random_config_and_output_file(tmp_path):
 STATUSES = {"same", "diverges as registered", "registered difference not found"}
 
 
-def test_check_one_rung_human_and_json():
-    proc = run("check", "27", "--examples", "5")
+def test_check_one_rung_human_and_json(tmp_path):
+    # in tmp_path: a new difference would be written to the current directory
+    proc = run("check", "27", "--examples", "5", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"^\[1/1\] rung 27 \(26 -> 27\): .+ \(\d+ examples, [\d.]+ s\)$", proc.stderr, re.MULTILINE)
     table = proc.stdout.splitlines()
@@ -602,7 +609,7 @@ def test_check_one_rung_human_and_json():
     row = table[1]
     assert row.split()[0] == "27" and int(row.split()[1]) > 0
     assert any(status in row for status in STATUSES)
-    proc = run("check", "5", "--examples", "5", "--json")
+    proc = run("check", "5", "--examples", "5", "--json", cwd=tmp_path)
     assert proc.returncode == 0
     data = json.loads(proc.stdout)
     assert data["examples"] == 5 and data["new_difference"] is False

@@ -1,8 +1,8 @@
 """Conformance: every stage reproduces what the real C of its commit produced.
 
-dirty_ladder/data/conformance.jsonl (dirty_ladder/conformance.py) holds
-251 traces with the observables the upstream code of each stage gave (how
-they were made: shared/conformance/README.md).  Every trace runs on every
+dirty_ladder/data/conformance.jsonl (read by dirty_ladder/conformance.py) holds the
+project's conformance vectors, made outside this repository: 251 traces with
+the observables the upstream code of each stage gave.  Every trace runs on every
 stage: 251 x 40 = 10,040 pairs, ids like ``c-017-stage39``.  These vectors
 check fidelity only; the rung tests never read them.
 """
