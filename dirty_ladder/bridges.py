@@ -252,16 +252,16 @@ _made: dict[tuple, type] = {}
 
 def with_overrides(rung: int, names: tuple[str, ...]) -> type:
     """Stage ``rung - 1`` with the named overrides in front of it, the first
-    outermost: a Stage class the machine runs like any other."""
-    key = (rung, names)
+    outermost: a Stage class the machine runs like any other (made once per
+    parent class, so a reloaded stage module gets fresh ones)."""
+    parent = stage(rung - 1)
+    if not names:
+        return parent
+    key = (parent, names)
     if key not in _made:
-        parent = stage(rung - 1)
-        if not names:
-            _made[key] = parent
-        else:
-            bases = tuple(OVERRIDES[name] for name in names) + (parent,)
-            _made[key] = type(f"Stage{rung - 1:02d}With{''.join(names)}", bases,
-                              {"__module__": __name__, "__doc__": f"stage {rung - 1:02d} + {', '.join(names)}"})
+        bases = tuple(OVERRIDES[name] for name in names) + (parent,)
+        _made[key] = type(f"Stage{rung - 1:02d}With{''.join(names)}", bases,
+                          {"__module__": __name__, "__doc__": f"stage {rung - 1:02d} + {', '.join(names)}"})
     return _made[key]
 
 

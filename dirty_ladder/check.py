@@ -24,11 +24,13 @@ CALL_FORMAT = "dirty-call/1"
 @dataclass(frozen=True)
 class How:
     """How to check: ``scope`` (a name or file) for the exhaustive check,
-    else ``examples`` random cases from ``seed``."""
+    else ``examples`` random cases from ``seed`` (``require_found``: must
+    every register entry show in them, or is one not reached only noted?)."""
     examples: int = 1000
     seed: int = 0
     scope: str | None = None
     levels: tuple[str, ...] = LEVELS
+    require_found: bool = False
 
 
 def check_one(rung: int, how: How, progress: Callable[[dict], None] | None = None,
@@ -39,7 +41,8 @@ def check_one(rung: int, how: How, progress: Callable[[dict], None] | None = Non
         return check_rung(rung, load_scope(how.scope), how.levels, progress=progress, stand_in=stand_in)
     from .rungs import check_rung as random_check
     step = (lambda level, i: progress({"level": level, "examples": i})) if progress else None
-    return random_check(rung, how.examples, how.seed, how.levels, step, stand_in=stand_in)
+    return random_check(rung, how.examples, how.seed, how.levels, step, stand_in=stand_in,
+                        require_found=how.require_found)
 
 
 def _check_in_child(rung: int, how: How) -> RungResult:
@@ -135,7 +138,8 @@ def write_reproducers(result: RungResult, directory: str = ".") -> list[str]:
     count: dict[str, int] = {}
     for d in result.new:
         count[d.level] = count.get(d.level, 0) + 1
-        stem = os.path.join(directory, f"new-difference-rung{result.rung:02d}-{d.level}-{count[d.level]}")
+        name = f"new-difference-rung{result.rung:02d}-{d.level}-{count[d.level]}"
+        stem = name if directory in ("", ".") else os.path.join(directory, name)
         if d.trace is not None:
             path, text = stem + ".json", format_trace(d.trace.as_dict())
         else:

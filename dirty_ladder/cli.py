@@ -630,7 +630,7 @@ def rung_change(n: int, before: dict[str, Any], after: dict[str, Any], trace, re
         if diff is None:
             return None
         path, a, b = diff
-    if user is not None and user.STAGE in (n - 1, n):
+    if path == "error" or user is not None and user.STAGE in (n - 1, n):
         explained = None                    # the register speaks of the real stages, not yours
     else:
         entries = explain_change(n, trace, register)
@@ -782,6 +782,7 @@ def cmd_check(args) -> int:
         rows.append(row)
     if args.json:
         emit_json({"mode": "exhaustive" if scope else "random",
+                   "new_difference": any(r["new"] for r in rows),
                    "scope": scope.name if scope else None,
                    "profile": args.profile if not scope and args.examples is None else None,
                    "examples": None if scope else examples, "seed": None if scope else args.seed,

@@ -623,7 +623,7 @@ def replay_on(n: int, trace, cls: type | None = None) -> dict[str, Any]:
 def entry_replay(entry) -> dict[str, Any]:
     """A register entry's minimal trace (and/or call) run on the stages
     before and after its rung, the observables side by side."""
-    from .rungs import api_case, run_api_case
+    from .compare import api_case, run_api_case
     from .trace import validate
     out_: dict[str, Any] = {"id": entry.id, "rung": entry.rung, "before_stage": entry.rung - 1,
                             "after_stage": entry.rung}

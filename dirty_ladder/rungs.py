@@ -147,15 +147,18 @@ class Collector:
         self.cases += 1
         compare_case(self.classes, self.pairs, case, self.found)
 
-    def result(self) -> RungResult:
+    def result(self, require_found: bool = True) -> RungResult:
+        """Judge what was found; ``require_found``: an entry that no case
+        showed fails the rung (else it is only reported as not reached)."""
         how = " and ".join(f"{n} random {what}" for n, what in ((self.traces, "traces"), (self.cases, "API calls"))
                            if n) or "no examples"
-        return judge(self.rung, self.found, self.levels, self.register, how=how)
+        return judge(self.rung, self.found, self.levels, self.register, lambda entry: require_found, how)
 
 
 def check_rung(rung: int, examples: int, seed: int = 0, levels: Iterable[str] = LEVELS,
                progress: Callable[[str, int], None] | None = None,
-               register: list[Divergence] | None = None, stand_in: type | None = None) -> RungResult:
+               register: list[Divergence] | None = None, stand_in: type | None = None,
+               require_found: bool = True) -> RungResult:
     """Run ``examples`` random traces (machine and repr levels) and
     ``examples`` random API cases on one rung (``stand_in``: a user's class
     in place of stage N), and judge what was found."""
@@ -173,7 +176,7 @@ def check_rung(rung: int, examples: int, seed: int = 0, levels: Iterable[str] = 
                 collector.add_trace(build_trace(chooser, chooser.integer(5, 40)))
             if progress:
                 progress(level, i + 1)
-    return collector.result()
+    return collector.result(require_found)
 
 
 def build_api_case(chooser, functions: list[str]) -> ApiCase:

@@ -603,19 +603,20 @@ def test_check_one_rung_human_and_json(tmp_path):
     # in tmp_path: a new difference would be written to the current directory
     proc = run("check", "27", "--examples", "5", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert re.search(r"^\[1/1\] rung 27 \(26 -> 27\): .+ \(\d+ examples, [\d.]+ s\)$", proc.stderr, re.MULTILINE)
+    assert re.search(r"^\[1/1\] rung 27 \(26 -> 27\): .+ \(\d+ random traces and \d+ random API calls; "
+                     r"[\d.]+ s\)$", proc.stderr, re.MULTILINE)
     table = proc.stdout.splitlines()
-    assert table[0].split()[:3] == ["rung", "examples", "status"]
+    assert table[0].split()[:3] == ["rung", "status", "checked"]
     row = table[1]
-    assert row.split()[0] == "27" and int(row.split()[1]) > 0
+    assert row.split()[0] == "27" and "5 random traces and 5 random API calls" in row
     assert any(status in row for status in STATUSES)
     proc = run("check", "5", "--examples", "5", "--json", cwd=tmp_path)
     assert proc.returncode == 0
     data = json.loads(proc.stdout)
-    assert data["examples"] == 5 and data["new_difference"] is False
+    assert data["examples"] == 5 and data["new_difference"] is False and data["ok"] is True
     (r,) = data["rungs"]
     assert r["rung"] == 5 and r["status"] in STATUSES and r["new"] == []
-    assert 0 < r["examples_run"] <= 3 * 5
+    assert r["how"] == "5 random traces and 5 random API calls"
     assert "rung 05 (04 -> 05)" in proc.stderr
 
 
@@ -628,7 +629,7 @@ def test_check_new_difference_writes_a_replayable_trace(tmp_path, monkeypatch, c
     data = json.loads(out)
     (r,) = data["rungs"]
     assert r["status"] == "NEW DIFFERENCE" and data["new_difference"] is True
-    files = [f["trace_file"] for f in r["new"]]
+    files = r["files"]
     assert files and all(re.fullmatch(r"new-difference-rung27-machine-\d+\.json", f) for f in files)
     assert any("xen" in f["signature"] for f in r["new"])
     for f in files:

@@ -1,4 +1,4 @@
-"""What a new user runs into first (issue 11): output that goes away (``|
+"""What a new user runs into first: output that goes away (``|
 head``, ``> /dev/full``), JSON that names a key twice, huge guests, long
 replays.  Each test runs the real command in a subprocess where the
 behaviour depends on real pipes and files."""
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stages import stage
-from dirty_ladder import invariants, rungs
+from dirty_ladder import invariants, register, rungs
 from dirty_ladder.trace import TraceError, decode, loads
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +96,7 @@ def test_decode_refuses_a_duplicate_key_at_any_depth():
               '{"op": "tb_translate", "addr": 0, "addr": 4096}]}')
 
 
-@pytest.mark.parametrize("module", [rungs, invariants], ids=["divergences", "invariants"])
+@pytest.mark.parametrize("module", [register, invariants], ids=["divergences", "invariants"])
 def test_register_traces_are_read_with_the_same_refusal(monkeypatch, module):
     """The divergence and invariant registers' traces go through decode too."""
     seen = []
@@ -345,7 +345,6 @@ def test_replay_all_names_the_entry_or_says_it_is_not_there(tmp_path, monkeypatc
     data = json.loads(capsys.readouterr().out)
     assert [(c["rung"], c["explained_by"]) for c in data["changes"]] == [(27, ["xen-told-start"]),
                                                                            (30, ["zero-length-reset"])]
-    from dirty_ladder import register
     monkeypatch.setattr(register, "load_register", list)
     assert cli.main(["replay", path, "--all"]) == 0
     out = capsys.readouterr().out

@@ -158,8 +158,12 @@ def _api_tests_fail(n: int) -> bool:
 
 
 def killed_by(n: int, vectors, examples: int) -> str | None:
-    from dirty_ladder.rungs import api_case, api_finding, check_rung, load_register, trace_finding
+    from dirty_ladder.bridges import bridge
+    from dirty_ladder.compare import api_case, compare_case, follow
+    from dirty_ladder.explore import check_rung as explore_rung, load_scope
     from dirty_ladder.machine import replay
+    from dirty_ladder.register import load_register
+    from dirty_ladder.rungs import check_rung
     from dirty_ladder.trace import validate
 
     def conformance(stage_n, sample):
@@ -179,23 +183,23 @@ def killed_by(n: int, vectors, examples: int) -> str | None:
             hit = conformance(later, vectors[:40])
             if hit:
                 return f"conformance {hit}-stage{later:02d}"
-        for d in load_register():
+        for d in load_register():            # each entry's reproducer: the bridge still equals its stage
             if d.rung in (n, n + 1):
-                if d.trace:
-                    fs = [trace_finding(d.rung, lv, validate(d.trace)) for lv in ("machine", "repr")]
-                    if not any(f and f.signature in d.signatures for f in fs):
-                        return f"register {d.id}"
-                if d.call:
-                    f = api_finding(d.rung, api_case(d.call))
-                    if not (f and f.signature in d.signatures):
-                        return f"register {d.id}"
+                pair = [bridge(d.rung), stages.stage(d.rung)]
+                if d.trace and follow(pair, [(0, 1)], validate(d.trace)):
+                    return f"register {d.id}"
+                if d.call and compare_case(pair, [(0, 1)], api_case(d.call)):
+                    return f"register {d.id}"
         if _api_tests_fail(n):
             return "tests/test_stage_api.py or tests/test_misuse.py"
         for rung in (n, n + 1):
             if 1 <= rung <= stages.LAST:
-                report = check_rung(rung, examples)
-                if report.new or report.missing:
-                    return f"rung{rung:02d} ({report.status})"
+                result = explore_rung(rung, load_scope("ci"))
+                if not result.ok:
+                    return f"rung{rung:02d} exhaustive ({result.status})"
+                result = check_rung(rung, examples)
+                if not result.ok:
+                    return f"rung{rung:02d} random ({result.status})"
     except MutantTimeout:
         return "timeout"
     except HarnessError:
