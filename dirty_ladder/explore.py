@@ -490,8 +490,10 @@ SCOPE_ORDER = ("ci", "medium", "large")
 
 
 def finds(entry_scope: str, scope: Scope) -> bool:
-    """Is ``scope`` a built-in scope at least as large as ``entry_scope``,
-    so that it must find what the entry says it finds?"""
+    """Must ``scope`` find what an entry whose scope is ``entry_scope``
+    says: is it that scope, or a built-in one at least as large?"""
+    if entry_scope == scope.name:
+        return True
     return (scope.name in SCOPE_ORDER and entry_scope in SCOPE_ORDER
             and SCOPE_ORDER.index(scope.name) >= SCOPE_ORDER.index(entry_scope))
 

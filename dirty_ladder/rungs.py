@@ -60,17 +60,21 @@ PAGE = TARGET_PAGE_SIZE
 
 
 def _towards_boundaries(name: str, value: int) -> list[int]:
-    """Smaller values to try for a field, most boundary-like first."""
+    """Simpler values to try for a field, most boundary-like first: sizes
+    of whole pages no larger than the block (61441 bytes -> 16 pages),
+    addresses at word, host-page and page starts, lengths 0, 1, a page."""
     if name == "size":
-        tries = [PAGE, 2 * PAGE, 16 * PAGE, 64 * PAGE, 65 * PAGE, (value + PAGE - 1) // PAGE * PAGE]
+        pages = (value + PAGE - 1) // PAGE
+        tries = [k * PAGE for k in (1, 2, 16, 64, 65, pages) if k <= pages]
     elif name in ("addr", "start"):
         tries = [value & ~(64 * PAGE - 1), value & ~(16 * PAGE - 1), value & ~(PAGE - 1),
                  (value & ~(PAGE - 1)) + PAGE // 2]
+        tries = [v for v in tries if v < value]
     elif name == "len":
-        tries = [0, 1, PAGE, value & ~(PAGE - 1), value // 2]
+        tries = [v for v in (0, 1, PAGE, value & ~(PAGE - 1), value // 2) if v < value]
     else:
         return []
-    return [v for v in dict.fromkeys(tries) if 0 <= v < value]
+    return [v for v in dict.fromkeys(tries) if v >= 0 and v != value]
 
 
 def _shrink_values(config: Config, ops: list[dict], shows: Callable[[Trace], bool]) -> list[dict]:

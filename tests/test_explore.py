@@ -19,7 +19,7 @@ import pytest
 from stages import LAST, stage
 from dirty_ladder.bridges import OVERRIDES, bridge
 from dirty_ladder.compare import problems, rung_classes
-from dirty_ladder.explore import ScopeError, check_rung, explore, load_scope, parse_scope
+from dirty_ladder.explore import ScopeError, builtin_scopes, check_rung, explore, load_scope, parse_scope
 from dirty_ladder.machine import MACHINE_FIELDS, Machine, clone, key
 from dirty_ladder.register import load_register
 from dirty_ladder.trace import Config
@@ -210,3 +210,23 @@ def test_read_only_ops_change_nothing(n):
     for op in ({"op": "get_dirty", "addr": 2048, "len": 4096, "client": "code"}, {"op": "is_clean", "addr": 4096}):
         m.run_op(op)
         assert key(m) == before
+
+
+# ---------------------------------------------------------------- every entry, in its scope
+TARGETED = sorted({d.scope for d in REGISTER} - {"ci", "medium", "large"})
+
+
+@pytest.mark.parametrize("name", TARGETED)
+def test_each_targeted_scope_finds_its_entries_and_the_bridge_holds(name):
+    scope = load_scope(name)
+    rungs = sorted({d.rung for d in REGISTER if d.scope == name})
+    for rung in rungs:
+        result = check_rung(rung, scope)
+        assert result.ok, f"rung {rung}, scope {name}, {result.status}:\n" + "\n".join(problems(result))
+        mine = [e for e in result.entries if e.entry.scope == name]
+        assert mine and all(e.required and not e.missing for e in mine)
+
+
+def test_every_entry_names_a_scope_that_exists():
+    names = set(builtin_scopes())
+    assert {d.scope for d in REGISTER} <= names

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from stages import LAST, stage
 from dirty_ladder.bridges import OVERRIDES, bridge, entry_stage
 from dirty_ladder.compare import LEVELS, api_case, compare_case, follow
-from dirty_ladder.explore import SCOPE_ORDER
+from dirty_ladder.explore import builtin_scopes
 from dirty_ladder.machine import Machine
 from dirty_ladder.register import STATUSES, load_register, parse_signature, signature_matches
 from dirty_ladder.trace import validate
@@ -25,7 +25,7 @@ def test_register_is_well_formed():
         assert 1 <= d.rung <= LAST
         assert d.status in STATUSES
         assert d.override in OVERRIDES, d.id
-        assert d.scope in SCOPE_ORDER, d.id
+        assert d.scope in builtin_scopes(), d.id
         assert d.trace or d.call, d.id
         assert d.signatures and all(parse_signature(s)[0] in LEVELS for s in d.signatures), d.id
         if d.status == "bug":
