@@ -36,13 +36,18 @@ class How:
 def check_one(rung: int, how: How, progress: Callable[[dict], None] | None = None,
               stand_in: type | None = None) -> RungResult:
     """One rung; ``stand_in`` is a user's class in place of stage ``rung``."""
+    import time
+    t0 = time.monotonic()
     if how.scope is not None:
         from .explore import check_rung, load_scope
-        return check_rung(rung, load_scope(how.scope), how.levels, progress=progress, stand_in=stand_in)
-    from .rungs import check_rung as random_check
-    step = (lambda level, i: progress({"level": level, "examples": i})) if progress else None
-    return random_check(rung, how.examples, how.seed, how.levels, step, stand_in=stand_in,
-                        require_found=how.require_found)
+        result = check_rung(rung, load_scope(how.scope), how.levels, progress=progress, stand_in=stand_in)
+    else:
+        from .rungs import check_rung as random_check
+        step = (lambda level, i: progress({"level": level, "examples": i})) if progress else None
+        result = random_check(rung, how.examples, how.seed, how.levels, step, stand_in=stand_in,
+                              require_found=how.require_found)
+    result.seconds = time.monotonic() - t0
+    return result
 
 
 def _check_in_child(rung: int, how: How) -> RungResult:
@@ -56,25 +61,22 @@ def run(rungs: Iterable[int], how: How, jobs: int = 1,
     """Check each rung; ``jobs`` processes at once (progress is then only
     reported as each rung is done; a ``stand_in`` class runs in this
     process).  Results in rung order."""
-    import time
     rungs = list(rungs)
     results: dict[int, RungResult] = {}
     if jobs <= 1 or len(rungs) == 1 or stand_in is not None:
         for rung in rungs:
-            t0 = time.monotonic()
             results[rung] = check_one(rung, how, (lambda info, rung=rung: progress(rung, info)) if progress else None,
                                       stand_in)
             if done:
-                done(results[rung], time.monotonic() - t0)
+                done(results[rung], results[rung].seconds)
         return [results[r] for r in rungs]
-    t0 = time.monotonic()
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(_check_in_child, rung, how): rung for rung in rungs}
         for future in as_completed(futures):
             result = future.result()
             results[result.rung] = result
             if done:
-                done(result, time.monotonic() - t0)
+                done(result, result.seconds)
     return [results[r] for r in rungs]
 
 
@@ -90,11 +92,11 @@ def difference_dict(d: Difference) -> dict[str, Any]:
             "call": call_file(d.call) if d.call is not None else None}
 
 
-def report(result: RungResult, seconds: float | None = None) -> dict[str, Any]:
+def report(result: RungResult) -> dict[str, Any]:
     return {
         "rung": result.rung, "how": result.how, "status": result.status, "ok": result.ok,
         "runs": [r.as_dict() for r in result.runs],
-        "seconds": None if seconds is None else round(seconds, 3),
+        "seconds": round(result.seconds, 3),
         "entries": [{"id": e.entry.id, "status": e.entry.status,
                      "found": sorted({d.signature for d in e.found}),
                      "unexplained": [difference_dict(d) for d in e.unexplained],

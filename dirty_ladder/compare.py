@@ -422,6 +422,7 @@ class RungResult:
     new: list[Difference]                   # bridge N vs stage N: every one is a new difference
     entries: list[EntryResult]
     runs: list = field(default_factory=list)    # what the exploration saw (explore.Run), if exhaustive
+    seconds: float = 0.0                    # how long the check took
 
     @property
     def status(self) -> str:
