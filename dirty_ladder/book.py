@@ -158,6 +158,7 @@ def build(out: str | Path) -> Report:
                              lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     env.filters["docstring"] = lambda t: jinja2.utils.markupsafe.Markup(docstring_html(t))
     env.filters["json"] = value_text
+    env.filters["python"] = lambda t: jinja2.utils.markupsafe.Markup(_highlight(pygments, t, "python"))
     env.filters["spans"] = model.spans
     env.filters["cost"] = model.cost_text
     env.globals.update(stage_page=stage_page, chapter_page=chapter_page, LAST=LAST)

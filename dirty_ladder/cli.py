@@ -875,6 +875,9 @@ def entry_lines(entry: dict[str, Any], width: int = 100) -> list[str]:
     if entry["fixed_upstream"]:
         lines += textwrap.wrap(f"upstream: {entry['fixed_upstream']}", width - 4,
                                initial_indent="    ", subsequent_indent="    ")
+    if entry.get("override_source"):
+        lines.append(f"  the change as code, on stage {entry['rung'] - 1:02d} (dirty_ladder/bridges.py):")
+        lines += ["    " + line for line in entry["override_source"].rstrip("\n").splitlines()]
     r = entry["replay"]
     a, b = r["before_stage"], r["after_stage"]
     if "trace" in r:
@@ -915,6 +918,12 @@ def stage_lines(ts: dict[str, Any], diff: bool = True) -> list[str]:
         lines.append("")
     if ts["entries"]:
         lines.append(f"   The register: {len(ts['entries'])} entr{'y' if len(ts['entries']) == 1 else 'ies'} at rung {doc.n:02d}")
+        lines += textwrap.wrap(
+            f"The commit is two steps: the behaviour change{'s' if len(ts['entries']) > 1 else ''} below, "
+            f"each written as code on stage {doc.n - 1:02d}, and a pure refactoring: stage {doc.n - 1:02d} "
+            f"with {'these changes' if len(ts['entries']) > 1 else 'this change'} behaves exactly as stage "
+            f"{doc.n:02d} (the rung tests check it on every trace of their scope).", 97,
+            initial_indent="   ", subsequent_indent="   ")
         for e in ts["entries"]:
             lines.append("")
             lines += ["   " + x for x in entry_lines(e, 97)]

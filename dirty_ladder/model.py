@@ -640,10 +640,23 @@ def entry_replay(entry) -> dict[str, Any]:
     return out_
 
 
+def override_source(entry) -> str:
+    """The entry's behaviour change as code: its override class in bridges.py."""
+    from .bridges import OVERRIDES
+    cls = OVERRIDES.get(entry.override)
+    if cls is None:
+        return ""
+    try:
+        return textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return ""
+
+
 def entry_dict(entry) -> dict[str, Any]:
     return {"id": entry.id, "rung": entry.rung, "status": entry.status, "what": entry.what,
             "explanation": entry.explanation, "fixed_upstream": entry.fixed_upstream,
-            "signatures": entry.signatures, "trace": entry.trace, "call": entry.call}
+            "signatures": entry.signatures, "scope": entry.scope, "override": entry.override,
+            "override_source": override_source(entry), "trace": entry.trace, "call": entry.call}
 
 
 def invariant_breaks() -> list:

@@ -15,7 +15,8 @@ memory_region_test_and_clear_dirty, memory_region_reset_dirty.
 Behaviour is NOT kept in two places (both registered):
 
 - a zero-length reset at an unaligned address used to round to the whole
-  page and clear it; now nothing is cleared;
+  page, clear it and, under TCG, make its TLB entry NOTDIRTY; now it does
+  neither;
 - ``tlb_reset_dirty_range_all`` rounds ``start`` down but passes the caller's
   unrounded ``length`` to ``cpu_tlb_reset_dirty_all``, so for an unaligned
   range the TLB reset covers ``[start & TARGET_PAGE_MASK, +length)`` and can
