@@ -765,6 +765,7 @@ def cmd_check(args) -> int:
         warn(f"[{position[0]}/{len(rungs)}] rung {result.rung:02d} ({result.rung - 1:02d} -> {result.rung:02d}): "
              f"{result.status} ({runs}; {seconds:.1f} s)")
 
+    started = time.monotonic()
     try:
         results = check.run(rungs, how, jobs, progress if jobs <= 1 else None, done, stand_in)
     except (tomllib.TOMLDecodeError, OSError) as exc:
@@ -783,6 +784,7 @@ def cmd_check(args) -> int:
     if args.json:
         emit_json({"mode": "exhaustive" if scope else "random",
                    "new_difference": any(r["new"] for r in rows),
+                   "jobs": jobs, "wall_seconds": round(time.monotonic() - started, 3),
                    "scope": scope.name if scope else None,
                    "profile": args.profile if not scope and args.examples is None else None,
                    "examples": None if scope else examples, "seed": None if scope else args.seed,

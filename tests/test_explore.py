@@ -9,10 +9,13 @@
   already differs, turn the rung red at once, without any conformance vector.
 - The explorer's own machinery: scopes, shortest traces, closure, copies.
 
-Run one rung with ``pytest tests/test_explore.py -k rung30``.
+Run one rung with ``pytest tests/test_explore.py -k rung30``.  A larger
+scope for the per-rung test: ``DIRTY_LADDER_SCOPE=medium python -m pytest
+tests/test_explore.py -k ci_scope`` (a name or a scope file).
 """
 
 import functools
+import os
 
 import pytest
 
@@ -25,6 +28,7 @@ from dirty_ladder.register import load_register
 from dirty_ladder.trace import Config
 
 CI = load_scope("ci")
+SCOPE = load_scope(os.environ.get("DIRTY_LADDER_SCOPE", "ci"))
 REGISTER = load_register()
 RUNGS = [pytest.param(r, id=f"rung{r:02d}") for r in range(1, LAST + 1)]
 DIVERGING = sorted({d.rung for d in REGISTER})
@@ -32,8 +36,8 @@ DIVERGING = sorted({d.rung for d in REGISTER})
 
 @pytest.mark.parametrize("rung", RUNGS)
 def test_ci_scope(rung):
-    result = check_rung(rung, CI)
-    assert result.ok, f"rung {rung}, {result.status}:\n" + "\n".join(problems(result))
+    result = check_rung(rung, SCOPE)
+    assert result.ok, f"rung {rung}, scope {SCOPE.name}, {result.status}:\n" + "\n".join(problems(result))
 
 
 # ---------------------------------------------------------------- planted mistakes
