@@ -11,7 +11,7 @@
 
 Run one rung with ``pytest tests/test_explore.py -k rung30``.  A larger
 scope for the per-rung test: ``DIRTY_LADDER_SCOPE=medium python -m pytest
-tests/test_explore.py -k ci_scope`` (a name or a scope file).
+tests/test_explore.py -k exhaustive`` (a name or a scope file).
 """
 
 import functools
@@ -35,7 +35,7 @@ DIVERGING = sorted({d.rung for d in REGISTER})
 
 
 @pytest.mark.parametrize("rung", RUNGS)
-def test_ci_scope(rung):
+def test_exhaustive(rung):
     result = check_rung(rung, SCOPE)
     assert result.ok, f"rung {rung}, scope {SCOPE.name}, {result.status}:\n" + "\n".join(problems(result))
 
