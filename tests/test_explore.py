@@ -234,3 +234,16 @@ def test_each_targeted_scope_finds_its_entries_and_the_bridge_holds(name):
 def test_every_entry_names_a_scope_that_exists():
     names = set(builtin_scopes())
     assert {d.scope for d in REGISTER} <= names
+
+
+def test_the_api_level_also_runs_on_states_the_machine_reaches():
+    from dirty_ladder.explore import api_states, explore_api
+    raw = {**TINY, "depth": 1, "api": {"layouts": [[1]], "patterns": ["", "vga"], "tlb": ["dirty"],
+                                       "in_migration": [False], "addresses": ["first"], "lengths": ["0"],
+                                       "machine_depth": 1}}
+    scope = parse_scope(raw)
+    wheres = [where for where, _ in api_states(scope, [stage(16), stage(17)])]
+    assert [w for w in wheres if "state" in w] and len(wheres) == 2 + 1        # two patterns, one ram_alloc
+    assert wheres[-1]["trace"] == [{"op": "ram_alloc", "size": 4096}]
+    run = explore_api([stage(16), stage(17)], [(0, 1)], scope)
+    assert run.states == 3 and ((0, 1), "api:cpu_physical_memory_clear_dirty_flag:result") in run.differences
