@@ -727,7 +727,7 @@ def cmd_check(args) -> int:
         try:
             scope = load_scope(args.scope or "ci")
         except ScopeError as exc:
-            raise UserError(f"scope {exc}") from None
+            raise UserError(str(exc)) from None
     examples = args.examples if args.examples is not None else PROFILES[args.profile]
     levels = tuple(dict.fromkeys(args.level)) if args.level else LEVELS
     how = check.How(examples=examples, seed=args.seed, scope=args.scope or "ci" if scope else None, levels=levels)
@@ -1183,7 +1183,7 @@ def cmd_verify(args) -> int:
     try:
         load_scope(args.scope)
     except ScopeError as exc:
-        raise UserError(f"verify: scope {exc}") from None
+        raise UserError(f"verify: {exc}") from None
     tty = sys.stderr.isatty()
 
     def progress(info: dict) -> None:

@@ -192,7 +192,7 @@ def parse_scope(raw: dict, source: str = "") -> Scope:
             _list(a, "clients", CLIENTS, str, list(CLIENTS)), _list(a, "enable", (0, 1), int, [0, 1]),
             _int(a, "machine_depth", 0, 6, 0))
     return Scope(
-        name=str(raw.get("name", Path(source).stem if source else "scope")),
+        name=str(raw.get("name", "scope")),
         description=str(raw.get("description", "")),
         depth=_int(raw, "depth", 1, 50),
         configs=tuple(Config(h, a, x) for h, a, x in product(hps, accel, xen)),
@@ -217,20 +217,22 @@ def load_scope(name_or_path: str) -> Scope:
     """A built-in scope by name (``ci``, ``medium``, ...) or a TOML file."""
     if name_or_path in builtin_scopes():
         res = resources.files(__package__).joinpath("scopes", name_or_path + ".toml")
-        text, source = res.read_text(encoding="utf-8"), f"{name_or_path} (built in)"
+        text, source = res.read_text(encoding="utf-8"), f"built-in scope {name_or_path}"
     else:
         path = Path(name_or_path)
         if not path.suffix and not path.exists():
             raise ScopeError(f"unknown scope {name_or_path!r}: built-in scopes are "
                              f"{', '.join(builtin_scopes())}, or give a .toml file")
         try:
-            text, source = path.read_text(encoding="utf-8"), str(path)
+            text, source = path.read_text(encoding="utf-8"), f"scope file {path}"
         except (OSError, UnicodeDecodeError) as exc:
-            raise ScopeError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+            raise ScopeError(f"cannot read scope file {path}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScopeError(f"{source}: not valid TOML: {exc}") from None
+    if isinstance(raw, dict):
+        raw.setdefault("name", Path(name_or_path).stem)
     try:
         return parse_scope(raw, source)
     except ScopeError as exc:
