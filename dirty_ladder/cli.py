@@ -770,6 +770,11 @@ def cmd_check(args) -> int:
         results = check.run(rungs, how, jobs, progress if jobs <= 1 else None, done, stand_in)
     except (tomllib.TOMLDecodeError, OSError) as exc:
         raise Failure(f"cannot read the divergence register: {' '.join(str(exc).split())}") from None
+    except Exception as exc:               # noqa: BLE001 -- a user's stage that fails: one line
+        if stand_in is None:
+            raise
+        from .verify import failed_in
+        raise Failure(f"{args.stage_file}: your stage raised {failed_in(exc, args.stage_file)}") from None
     any_bad = False
     for result in results:
         row = check.report(result)

@@ -61,7 +61,7 @@ class ScopeError(ValueError):
 
 # ------------------------------------------------------------------ the scope
 ADDRESSES = {
-    # name -> the address in a block of ``length`` bytes at ``offset`` (None: no such place)
+    # name -> the address in block b (host pages of hps bytes); places outside the block are left out
     "first": lambda b, hps: b.offset,
     "second": lambda b, hps: b.offset + TARGET_PAGE_SIZE,
     "unaligned": lambda b, hps: b.offset + TARGET_PAGE_SIZE // 2,

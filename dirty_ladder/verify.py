@@ -123,14 +123,27 @@ def _conformance(cls: type, n: int) -> Check:
                                       f"{n:02d} gave")
 
 
+def failed_in(exc: BaseException, file: str) -> str:
+    """Where a stage failed: the last line of ``file`` in the traceback."""
+    where, tb = "", exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(file.lstrip("./")):
+            where = f" at {file}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}{where}"
+
+
 def verify(cls: type, file: str, scope: str = "ci", progress: Callable[[dict], None] | None = None) -> Verdict:
+    """The three checks; where the stage's code raises, the op or call that
+    raised is an outcome the checks compare, and an exception outside them
+    (building a starting state, replaying a conformance trace) fails that
+    check with the place it was raised."""
     n = cls.STAGE
-    # a failure of the user's code is an outcome of the checks above, except
-    # in conformance, where replay() raising is reported as a failed vector
-    checks = [_rung(cls, n, scope, progress), _register(cls, n)]
-    try:
-        checks.append(_conformance(cls, n))
-    except Exception as exc:               # noqa: BLE001 -- the user's stage failed on a vector
-        checks.append(Check("conformance", False, f"your stage failed while replaying a conformance trace: "
-                                                  f"{type(exc).__name__}: {' '.join(str(exc).split())}"))
+    checks = []
+    for name, run in (("rung", lambda: _rung(cls, n, scope, progress)), ("register", lambda: _register(cls, n)),
+                      ("conformance", lambda: _conformance(cls, n))):
+        try:
+            checks.append(run())
+        except Exception as exc:           # noqa: BLE001 -- the user's stage failed: say where
+            checks.append(Check(name, False, f"your stage raised {failed_in(exc, file)}"))
     return Verdict(n, file, checks)

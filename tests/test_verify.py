@@ -108,3 +108,15 @@ def test_a_bad_stage_file_is_one_line_and_status_2(capsys, tmp_path, content, me
     path.write_text(content)
     code, out, err = run(capsys, "verify", str(path))
     assert code == 2 and out == "" and message in err and err.count("\n") == 1
+
+
+def test_a_stage_that_raises_fails_its_checks_in_one_line_each(capsys, tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text("from stages import s26_find_next_bit as parent\n\n\nclass Stage(parent.Stage):\n"
+                    "    STAGE = 27\n\n    def cpu_physical_memory_set_dirty_range(self, start, length):\n"
+                    "        raise TypeError('oops')\n")
+    code, out, err = run(capsys, "verify", str(path))
+    assert code == 1 and "Traceback" not in out + err
+    assert f"your stage raised TypeError: oops at {path}:8" in out
+    code, out, err = run(capsys, "check", "--stage-file", str(path), "--exhaustive", "--level", "api")
+    assert code == 1 and err.strip().endswith(f"your stage raised TypeError: oops at {path}:8")
