@@ -31,6 +31,7 @@ from stages.common import (
     TARGET_PAGE_ALIGN, TARGET_PAGE_BITS, TARGET_PAGE_MASK, TARGET_PAGE_SIZE, check_end, check_lebitmap,
     check_range, dirty_pages,
 )
+from stages.s00_before_the_series import _g_realloc
 
 
 def start_of_word(start: int) -> bool:
@@ -84,6 +85,27 @@ class MigrationBitMoves:
     """5adca7ace: the migration client is number 2, so its flag is bit 2 (0x04)."""
 
     DIRTY_MEMORY_MIGRATION = 2
+
+
+# ---------------------------------------------------------------- rung 16
+class DirtyMapNotShrunk:
+    """2152f5ca7: the flag bytes are reallocated only when RAM grows past
+    its size before the allocation.  Stage 15 reallocated them to
+    last_ram_offset() pages at every allocation, so after the end of RAM had
+    been freed, a block placed in a gap cut the bytes past the new end.
+    (Stage 15's allocation, with its g_realloc under the commit's test.)"""
+
+    def qemu_ram_alloc_from_ptr(self, size: int) -> int:
+        old_ram_size = self.machine.last_ram_offset() >> TARGET_PAGE_BITS
+        new_block = self.machine.ram_block_add(size)
+        size = new_block.length
+        new_ram_size = self.machine.last_ram_offset() >> TARGET_PAGE_BITS
+        if new_ram_size > old_ram_size:
+            self.ram_list.phys_dirty = _g_realloc(self.ram_list.phys_dirty, new_ram_size)
+        first = new_block.offset >> TARGET_PAGE_BITS
+        self.ram_list.phys_dirty[first:first + (size >> TARGET_PAGE_BITS)] = 0
+        self.cpu_physical_memory_set_dirty_range(new_block.offset, size)
+        return new_block.offset
 
 
 # ---------------------------------------------------------------- rung 17
@@ -242,7 +264,7 @@ class SyncWholeWords:
 OVERRIDES: dict[str, type] = {
     cls.__name__: cls for cls in (
         SetDirtyFlagsVoid, IsDirtyThreeFlags, GetDirtyZeroOrOne, SpareBitsNoLongerSet,
-        MigrationBitMoves, ClearDirtyFlagVoid, GetDirtyReturnsBool, XenToldStart, ZeroLengthReset,
+        MigrationBitMoves, DirtyMapNotShrunk, ClearDirtyFlagVoid, GetDirtyReturnsBool, XenToldStart, ZeroLengthReset,
         TlbResetShortRange, SetDirtyTrackingVoid, LebitmapHostPages, LebitmapXenPages, SyncSkipsTlb,
         SyncWholeWords)
 }

@@ -151,12 +151,14 @@ class Collector:
         self.cases += 1
         compare_case(self.classes, self.pairs, case, self.found)
 
-    def result(self, require_found: bool = True) -> RungResult:
-        """Judge what was found; ``require_found``: an entry that no case
-        showed fails the rung (else it is only reported as not reached)."""
+    def result(self, require_found: bool | Callable[[Divergence], bool] = True) -> RungResult:
+        """Judge what was found; ``require_found`` (for every entry, or a
+        test per entry): an entry that no case showed fails the rung, else
+        it is only reported as not reached."""
         how = " and ".join(f"{n} random {what}" for n, what in ((self.traces, "traces"), (self.cases, "API calls"))
                            if n) or "no examples"
-        return judge(self.rung, self.found, self.levels, self.register, lambda entry: require_found, how)
+        required = require_found if callable(require_found) else lambda entry: require_found
+        return judge(self.rung, self.found, self.levels, self.register, required, how)
 
 
 def check_rung(rung: int, examples: int, seed: int = 0, levels: Iterable[str] = LEVELS,

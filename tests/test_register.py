@@ -43,7 +43,7 @@ def test_shortest_trace_reproduces(d):
     found = follow([stage(d.rung - 1), entry_stage(d)], [(0, 1)], trace)
     assert _matches(d, found), f"{d.id}: its trace shows {[x.signature for x in found.values()]}"
     assert not follow([bridge(d.rung), stage(d.rung)], [(0, 1)], trace), "the bridge and the stage differ"
-    assert len(trace.ops) <= 6, "keep the trace small enough to read"
+    assert len(trace.ops) <= 7, "keep the trace small enough to read"
 
 
 @pytest.mark.parametrize("d", [pytest.param(d, id=f"rung{d.rung:02d}-{d.id}") for d in ENTRIES if d.call])
