@@ -103,6 +103,9 @@ def measure(data: Path, reuse: bool, rungs: bool, skip: tuple[str, ...] = ()) ->
     if not reuse:
         for name, files in runs.items():
             _run(name, files, data)
+    absent = [name for name in guards if not (data / f"cov.{name}").exists()]
+    if absent:
+        raise SystemExit(f"guards: no data for {', '.join(absent)} in {data}: run without --reuse first")
     union = _report(coverage, [data / f"cov.{name}" for name in guards], data / "cov.outside")
     alone = {name: _report(coverage, [data / f"cov.{name}"], data / f"cov.{name}.alone")
              for name in runs if (data / f"cov.{name}").exists()}
