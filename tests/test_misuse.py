@@ -11,7 +11,8 @@ arguments that are wrong in one way:
 - ``negative-addr``: an address of -4096 (numpy would index the last page);
 - ``negative-length``: a length of -4096 (or, before stage 30, an ``end``
   before ``start``; a count of -1 pages for the KVM log);
-- ``length-overflow``: ``start + length`` past 2**64;
+- ``length-overflow``: a length of 2**64, and ``start + length`` past 2**64
+  with each of them below it;
 - ``length-past-end``: a range that starts inside the dirty state and ends past it;
 - ``client-out-of-range``: a client the stage cannot hold: from stage 15 on,
   where C asserts ``client < DIRTY_MEMORY_NUM``, 3 and -1 (an unsigned huge
@@ -195,6 +196,8 @@ def _cases(n, case):
                 out.append((name, dict(length=-4096), ValueError, wrong))
         elif case == "length-overflow" and has_length:
             out.append((name, dict(addr=4096, length=1 << 64), ValueError, wrong))
+            # each fits in 64 bits, their sum does not: C's start + length wraps round
+            out.append((name, dict(addr=8192, length=(1 << 64) - 4096), ValueError, wrong))
         elif case == "length-past-end" and has_length:
             out.append((name, dict(addr=END - 4 * 4096, length=8 * 4096), IndexError, wrong))
         elif case == "client-out-of-range" and has_client:

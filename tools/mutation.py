@@ -1,6 +1,6 @@
 """Mutation testing of the stage modules, with the ladder's own checks as the killer.
 
-    python tools/mutation.py [--stages 0-39] [--examples 150] [--json FILE]
+    python tools/mutation.py [--stages 0-39] [--examples 150] [--outside] [--json FILE]
 
 Each stage module is parsed; inside its functions, one small change at a
 time is made (a mutant), the mutated module and every later stage module are
@@ -10,12 +10,17 @@ is killed) or all pass (it survives):
 1. the conformance vectors (dirty_ladder/data/conformance.jsonl) on the mutated
    stage, then on every later stage (they inherit what they do not override);
 2. the register's minimal traces and calls;
-3. the direct API tests of the mutated stage (tests/test_stage_api.py, and
-   tests/test_misuse.py where it exists), run with pytest in this process;
+3. the direct API tests of the mutated stage (tests/test_stage_api.py,
+   tests/test_guards.py and tests/test_misuse.py), run with pytest in this
+   process;
 4. the rung checks of the mutated stage and the next one (dirty_ladder.rungs.check_rung,
    machine, api and repr levels, ``--examples`` cases each): a mutant that
    makes a rung differ in an unregistered way, or lose a registered
    difference, is killed.
+
+``--outside`` leaves out 2 and 4, the checks that compare a stage with its
+neighbour, to see what the checks that look outside the ladder catch alone
+(README, "What adjacent checking cannot see").
 
 Mutation operators: comparison swaps (< <=, > >=, == !=), arithmetic swaps
 (+ -, << >>, & |), integer constants +1, ``not`` dropped, and/or swapped,
@@ -148,7 +153,7 @@ def _alarm(signum, frame):
 
 def _api_tests_fail(n: int) -> bool:
     import pytest
-    files = [str(ROOT / "tests" / f) for f in ("test_stage_api.py", "test_misuse.py")
+    files = [str(ROOT / "tests" / f) for f in ("test_stage_api.py", "test_guards.py", "test_misuse.py")
              if (ROOT / "tests" / f).exists()]
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         code = pytest.main(files + ["-q", "-x", "-p", "no:cacheprovider", "-k", f"stage{n:02d}"])
@@ -157,7 +162,7 @@ def _api_tests_fail(n: int) -> bool:
     return code == 1
 
 
-def killed_by(n: int, vectors, examples: int) -> str | None:
+def killed_by(n: int, vectors, examples: int, outside: bool = False) -> str | None:
     from dirty_ladder.bridges import bridge
     from dirty_ladder.compare import api_case, compare_case, follow
     from dirty_ladder.explore import check_rung as explore_rung, load_scope
@@ -183,7 +188,7 @@ def killed_by(n: int, vectors, examples: int) -> str | None:
             hit = conformance(later, vectors[:40])
             if hit:
                 return f"conformance {hit}-stage{later:02d}"
-        for d in load_register():            # each entry's reproducer: the bridge still equals its stage
+        for d in [] if outside else load_register():   # each entry's reproducer: the bridge still equals its stage
             if d.rung in (n, n + 1):
                 pair = [bridge(d.rung), stages.stage(d.rung)]
                 if d.trace and follow(pair, [(0, 1)], validate(d.trace)):
@@ -191,8 +196,8 @@ def killed_by(n: int, vectors, examples: int) -> str | None:
                 if d.call and compare_case(pair, [(0, 1)], api_case(d.call)):
                     return f"register {d.id}"
         if _api_tests_fail(n):
-            return "tests/test_stage_api.py or tests/test_misuse.py"
-        for rung in (n, n + 1):
+            return "tests/test_stage_api.py, tests/test_guards.py or tests/test_misuse.py"
+        for rung in () if outside else (n, n + 1):
             if 1 <= rung <= stages.LAST:
                 result = explore_rung(rung, load_scope("ci"))
                 if not result.ok:
@@ -213,6 +218,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stages", default="0-39", help="a stage or a range, e.g. 19 or 26-39")
     parser.add_argument("--examples", type=int, default=150, help="cases per rung check (default 150)")
+    parser.add_argument("--outside", action="store_true",
+                        help="only the checks that look outside the ladder: no register, no rung checks")
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--timeout", type=int, default=60,
                         help="seconds before a mutant counts as killed by a hang (default 60)")
@@ -235,7 +242,7 @@ def main(argv=None) -> int:
             _load(n, mutated)
             signal.alarm(args.timeout)
             try:
-                by = killed_by(n, vectors, args.examples)
+                by = killed_by(n, vectors, args.examples, args.outside)
             finally:
                 signal.alarm(0)
             if by:
