@@ -176,7 +176,6 @@ def _argument(params, case):
 
 def _cases(n, case):
     """(function, args, expected exception, name the message must hold)."""
-    m = _machine(n)
     out = []
     for name, params in functions(n):
         has_length = (bool(set(params) & LENGTH) or "section" in params) and name != "notdirty_mem_write"
