@@ -33,7 +33,8 @@ def table(reports: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rung in sorted(by_rung[0]):
         rows = [b[rung] for b in by_rung]
-        entries = ", ".join(e["id"] for e in rows[0]["entries"])
+        entries = ", ".join(e["id"] + (" (needs its own scope)" if all(r["entries"][k]["not_reached"] for r in rows)
+                                       else "") for k, e in enumerate(rows[0]["entries"]))
         status = rows[0]["status"]
         shown = "same" if status == "same" else f"as registered: {entries}" if rows[0]["ok"] else status
         machine = [next((_level(x) for x in row["runs"] if x["level"] != "api"), "-") for row in rows]
