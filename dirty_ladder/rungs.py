@@ -24,7 +24,7 @@ from typing import Callable, Iterable
 from .compare import (
     LEVELS, ApiCase, RungResult, api_functions, compare_case, follow, judge, rung_classes,
 )
-from .register import Divergence, load_register  # noqa: F401 -- load_register: for older callers
+from .register import Divergence, load_register
 from .trace import CLIENTS, DEFAULT_CONFIG, TARGET_PAGE_SIZE, Config, Trace, TraceError, validate
 
 PROFILES = {"ci": 1000, "deep": 5000}     # examples per rung and level
