@@ -244,7 +244,7 @@ def main(argv=None) -> int:
     for n in wanted:
         path = ROOT / "stages" / f"{MODULES[n]}.py"
         source = path.read_text()
-        killed, survivors, total, kills = 0, [], 0, {}
+        killed, survivors, total, kills = 0, [], 0, []
         start = time.time()
         _load(n, None)
         signal.alarm(args.timeout)
@@ -264,7 +264,7 @@ def main(argv=None) -> int:
                 signal.alarm(0)
             if by:
                 killed += 1
-                kills[desc] = by
+                kills.append([desc, by])        # a description may repeat on a line
             else:
                 survivors.append(desc)
             _load(n, None)
