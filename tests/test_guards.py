@@ -187,3 +187,21 @@ def test_kvm_log_shorter_than_its_range(n):
         with pytest.raises(IndexError, match=rf"^{name}: bitmap has 1 words, 128 pages need 2"):
             getattr(st, name)(*args)
         assert _state(m) == before, name
+
+
+# ---- before the first block ----------------------------------------------------------
+
+@pytest.mark.parametrize("n", STAGES)
+def test_no_dirty_state_before_the_first_block(n):
+    # ram_list.phys_dirty (stages 00-18) and ram_list.dirty_memory[] (1ab4c8cea,
+    # stage 19 on) are fields of a static struct: NULL until the first
+    # qemu_ram_alloc_from_ptr reallocates them.  Before any block there is no
+    # page of dirty state, and C reading page 0 would dereference NULL:
+    # refused, as a range past the dirty state is (README, "Misuse of the API").
+    st = Machine(stage(n)).stage
+    assert raw_state(st) == (b"" if n < 19 else b"|" * 3)
+    flag = getattr(st, "VGA_DIRTY_FLAG", None)
+    flag = st.DIRTY_MEMORY_VGA if flag is None else flag
+    with pytest.raises(IndexError, match=r"^cpu_physical_memory_get_dirty: .*past the end of the dirty "
+                                         r"memory \(0 pages\)"):
+        st.cpu_physical_memory_get_dirty(0, PAGE, flag)

@@ -153,6 +153,54 @@ def test_bitmap_zero_extend_clears_exactly_the_new_range(n):
     assert grown.size == 3 and int(grown[0]) == (1 << 64) - 1 and int(grown[1]) == 0 and int(grown[2]) == 0
 
 
+@pytest.mark.parametrize("n", STAGES)
+def test_block_in_a_gap_below_the_end_does_not_resize_the_dirty_state(n):
+    # Blocks of 1, 1, 1 and 128 pages go at pages 0, 1, 2 and 3 (131 pages of
+    # RAM); the second and the last are freed, so RAM ends at page 3, and a
+    # block of one page goes in the hole at page 1 (find_ram_offset: the
+    # smallest gap that fits).  Up to stage 15 qemu_ram_alloc_from_ptr
+    # reallocates phys_dirty to last_ram_offset() >> TARGET_PAGE_BITS bytes at
+    # every allocation: 3.  2152f5ca7 (16) reallocates only when
+    # last_ram_offset() grows, and 1ab4c8cea (19) extends the three bitmaps
+    # under the same test: the dirty state keeps its 131 pages, 131 bytes or
+    # BITS_TO_LONGS(131) = 3 words per bitmap.
+    m = Machine(stage(n))
+    st = m.stage
+    for pages in (1, 1, 1, 128):
+        st.qemu_ram_alloc_from_ptr(pages * 4096)
+    m.ram_free(4096)
+    m.ram_free(3 * 4096)
+    assert st.qemu_ram_alloc_from_ptr(4096) == 4096
+    if representation(st) == "bytes":
+        assert len(m.ram_list.phys_dirty) == (3 if n < 16 else 131)
+    else:
+        assert [words.size for words in m.ram_list.dirty_memory] == [3, 3, 3]
+    for client in ("vga", "code", "migration"):     # nothing was cleared
+        assert dirty_pages_of(st, client, 3).tolist() == [True, True, True]
+
+
+@pytest.mark.parametrize("n", [p for p in STAGES if 11 <= p.values[0] <= 14])
+def test_block_in_a_hole_does_not_inherit_spare_bits(n):
+    # Stages 11-14 still accept a spare bit of the byte: bit 4 is the flag
+    # 0x10 for cpu_physical_memory_set_dirty_flag(addr, dirty_flag) at 11-12
+    # and client 4 (1 << client) at 13-14; the client is checked from
+    # 7a5b558c9 (15).
+    # The block holding it is freed and a block of the same page takes the
+    # hole.  qemu_ram_alloc_from_ptr memsets the new block's flag bytes to 0
+    # before cpu_physical_memory_set_dirty_range, which from 75218e7f2 (11)
+    # sets the three client flags only: the byte is VGA|CODE|MIGRATION,
+    # 0x01|0x02|0x08 = 0x0b, or 0x07 once 5adca7ace (14) moves MIGRATION to bit 2.
+    m = Machine(stage(n))
+    st = m.stage
+    for _ in range(3):
+        st.qemu_ram_alloc_from_ptr(4096)
+    st.cpu_physical_memory_set_dirty_flag(4096, 0x10 if n < 13 else 4)
+    assert int(m.ram_list.phys_dirty[1]) & 0x10
+    m.ram_free(4096)
+    assert st.qemu_ram_alloc_from_ptr(4096) == 4096
+    assert int(m.ram_list.phys_dirty[1]) == (0x0B if n < 14 else 0x07)
+
+
 @pytest.mark.parametrize("n", [p for p in STAGES if p.values[0] >= 38])
 def test_sync_range_refuses_a_range_past_the_migration_bitmap(n):
     # migration_bitmap_sync_range (791fa2a24, aa8dc0447) writes migration_bitmap
