@@ -101,6 +101,17 @@ def _state(m):
     return raw_state(st), migration, st.migration_dirty_pages, dict(m.tlb), [list(x) for x in m.xen_log]
 
 
+def _each_refused(m, calls, exception, message):
+    """Every call in ``calls`` raises ``exception`` matching ``message`` (a
+    pattern that may use {name}) and leaves the whole machine as it was."""
+    st = m.stage
+    for name, args in calls.items():
+        before = _state(m)
+        with pytest.raises(exception, match=message.format(name=name)):
+            getattr(st, name)(*args)
+        assert _state(m) == before, name
+
+
 @pytest.mark.parametrize("n", STAGES)
 def test_find_and_reset_dirty_refuses_a_block_past_the_migration_bitmap(n):
     # arch_init.c (every stage): find_next_bit(migration_bitmap, size, nr)
@@ -155,16 +166,8 @@ def test_region_address_that_wraps_round_with_ram_addr(n):
     mr = next(b for b in m.ram_list.blocks if b.offset).mr
     wraps = TOP - mr.ram_addr                 # mr->ram_addr + addr == 2**64
     last = TOP - 1 - mr.ram_addr              # mr->ram_addr + addr == 2**64 - 1
-    for name, args in _region_calls(st, mr, wraps, 1).items():
-        before = _state(m)
-        with pytest.raises(ValueError, match=rf"^{name}: .*overflows"):
-            getattr(st, name)(*args)
-        assert _state(m) == before, name
-    for name, args in _region_calls(st, mr, last, 1).items():
-        before = _state(m)
-        with pytest.raises(IndexError, match=rf"^{name}: .*past the end of the dirty memory"):
-            getattr(st, name)(*args)
-        assert _state(m) == before, name
+    _each_refused(m, _region_calls(st, mr, wraps, 1), ValueError, r"^{name}: .*overflows")
+    _each_refused(m, _region_calls(st, mr, last, 1), IndexError, r"^{name}: .*past the end of the dirty memory")
 
 
 @pytest.mark.parametrize("n", STAGES)
@@ -176,17 +179,12 @@ def test_kvm_log_shorter_than_its_range(n):
     # would dirty page 0 (and from stage 37, whose fast path ORs whole
     # words, page 64 too).
     m = _clean(n, 128)
-    st = m.stage
     block = m.ram_list.blocks[0]
     log = np.ones(1, dtype=np.uint64)
     calls = {"kvm_get_dirty_pages_log_range": (MemoryRegionSection(block.mr, 0, 128 * PAGE), log)}
     if n >= 36:
         calls["cpu_physical_memory_set_dirty_lebitmap"] = (log, 0, 128)
-    for name, args in calls.items():
-        before = _state(m)
-        with pytest.raises(IndexError, match=rf"^{name}: bitmap has 1 words, 128 pages need 2"):
-            getattr(st, name)(*args)
-        assert _state(m) == before, name
+    _each_refused(m, calls, IndexError, r"^{name}: bitmap has 1 words, 128 pages need 2")
 
 
 # ---- before the first block ----------------------------------------------------------
