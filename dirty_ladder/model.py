@@ -451,6 +451,19 @@ def compute_diff(n: int, m: int, classes: dict[int, type] | None = None,
 
 # ------------------------------------------------------------------ a stage's own words
 REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+DATA = REPO / "dirty_ladder" / "data"
+
+
+def shipped_file(name: str):
+    """``name`` (CHANGELOG.md, docs/bench.json) in the checkout, or, in an
+    installed (not editable) copy where there is no checkout, the copy that
+    setup.py's build put in dirty_ladder/data/."""
+    in_checkout = REPO / name
+    if (REPO / "pyproject.toml").is_file() or not (DATA / in_checkout.name).is_file():
+        return in_checkout
+    return DATA / in_checkout.name
+
+
 UPSTREAM_URL = "https://gitlab.com/qemu-project/qemu/-/commit/{hash}"
 
 
@@ -515,8 +528,8 @@ def stage_doc(n: int, cls: type | None = None) -> StageDoc:
 
 def changelog_entries(path=None) -> dict[int, str]:
     """CHANGELOG.md's "## Stage NN: title" entries, by stage (empty when the
-    file is not there, e.g. in an installed copy without the repository)."""
-    path = REPO / "CHANGELOG.md" if path is None else path
+    file is not there)."""
+    path = shipped_file("CHANGELOG.md") if path is None else path
     try:
         text = path.read_text(encoding="utf-8")
     except OSError:
@@ -674,7 +687,7 @@ def breaks_from(n: int, breaks: list | None = None) -> list:
 def bench_path():
     import os
     from pathlib import Path
-    return Path(os.environ.get("DIRTY_LADDER_BENCH") or REPO / "docs" / "bench.json")
+    return Path(os.environ.get("DIRTY_LADDER_BENCH") or shipped_file("docs/bench.json"))
 
 
 def load_bench() -> dict[str, Any] | None:

@@ -384,3 +384,49 @@ def test_summary_counts_results_per_op_and_shortens_the_state(tmp_path, capsys):
     assert cli.main(["replay", str(path), "--all", "--summary", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert all(set(b["result"]) in ({"ops", "results_by_op", "state"}, {"error"}) for b in data["behaviours"])
+
+
+# ---- an installed (not editable) copy -----------------------------------------------
+
+def test_the_build_ships_the_changelog_and_the_bench(tmp_path):
+    # `pip install .` copies the packages into site-packages, away from the
+    # checkout's CHANGELOG.md and docs/bench.json; setup.py's build step puts
+    # a copy of each in dirty_ladder/data/, where model.shipped_file finds them.
+    pytest.importorskip("setuptools", reason="the build step needs setuptools in this environment")
+    import shutil
+    source = tmp_path / "src"
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "CHANGELOG.md", "docs/bench.json"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, source / name)
+    for package in ("stages", "dirty_ladder"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    # the step of the wheel build that lays out the package (pip's build of
+    # a wheel runs it; calling it alone needs no `wheel` package)
+    build = tmp_path / "build"
+    run = subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(build)],
+                         capture_output=True, text=True, cwd=source)
+    assert run.returncode == 0, run.stderr
+    for name, shipped in (("CHANGELOG.md", "CHANGELOG.md"), ("docs/bench.json", "bench.json")):
+        assert (build / "dirty_ladder" / "data" / shipped).read_bytes() == (ROOT / name).read_bytes(), name
+    assert (build / "dirty_ladder" / "data" / "conformance.jsonl").is_file()
+    assert not (source / "dirty_ladder" / "data" / "CHANGELOG.md").exists()     # the source tree is left alone
+
+
+def test_an_installed_copy_reads_the_shipped_files(tmp_path, monkeypatch):
+    # Without a checkout around the package (no pyproject.toml above it), the
+    # changelog and the bench come from dirty_ladder/data/; in a checkout,
+    # from the checkout, even when a stale copy sits in data/.
+    from dirty_ladder import model
+    site = tmp_path / "site-packages"
+    data = site / "dirty_ladder" / "data"
+    data.mkdir(parents=True)
+    (data / "CHANGELOG.md").write_text("# Changelog\n\n## Stage 07: shipped\n", encoding="utf-8")
+    (data / "bench.json").write_text('{"stages": []}', encoding="utf-8")
+    monkeypatch.setattr(model, "REPO", site)
+    monkeypatch.setattr(model, "DATA", data)
+    monkeypatch.delenv("DIRTY_LADDER_BENCH", raising=False)
+    assert model.changelog_entries() == {7: "## Stage 07: shipped\n"}
+    assert model.load_bench() == {"stages": []}
+    (site / "pyproject.toml").write_text("", encoding="utf-8")
+    assert model.changelog_entries() == {}
+    assert model.load_bench() is None
