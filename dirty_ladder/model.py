@@ -633,9 +633,33 @@ def replay_on(n: int, trace, cls: type | None = None) -> dict[str, Any]:
     return replay(stage(n) if cls is None else cls, trace)
 
 
+def raw_text(n: int, trace) -> tuple[str, str]:
+    """Stage ``n``'s dirty representation itself after ``trace``, as the
+    repr level of the rung check compares it: its kind ("flag bytes" or
+    "bitmap words") and its bytes in hex, one group per byte or word."""
+    from .machine import Machine
+    from .views import raw_state, representation
+    machine = Machine(stage(n), trace.config)
+    for op in trace.ops:
+        machine.run_op(op)
+    if representation(machine.stage) == "bytes":
+        return "flag bytes", raw_state(machine.stage).hex(" ")
+    return "bitmap words", " | ".join(" ".join(f"{int(w):016x}" for w in m)
+                                      for m in machine.stage.ram_list.dirty_memory)
+
+
+def representation_row(before_n: int, after_n: int, trace) -> dict[str, Any]:
+    """The row a representation-level entry adds to its replay table: what
+    an observer sees is the same, the bytes are not."""
+    (kind, before), (kind_after, after) = raw_text(before_n, trace), raw_text(after_n, trace)
+    name = f"repr: {kind}" if kind == kind_after else f"repr: {kind} / {kind_after}"
+    return {"name": name, "before": before, "after": after, "differs": before != after}
+
+
 def entry_replay(entry) -> dict[str, Any]:
     """A register entry's minimal trace (and/or call) run on the stages
-    before and after its rung, the observables side by side."""
+    before and after its rung, the observables side by side; for an entry
+    that shows only in the representation, its bytes too."""
     from .compare import api_case, run_api_case
     from .trace import validate
     out_: dict[str, Any] = {"id": entry.id, "rung": entry.rung, "before_stage": entry.rung - 1,
@@ -643,8 +667,10 @@ def entry_replay(entry) -> dict[str, Any]:
     if entry.trace is not None:
         trace = validate(entry.trace)
         before, after = replay_on(entry.rung - 1, trace), replay_on(entry.rung, trace)
-        out_["trace"] = {"trace": trace.as_dict(), "before": before, "after": after,
-                         "rows": side_by_side(before, after, trace.ops)}
+        rows = side_by_side(before, after, trace.ops)
+        if entry.levels & {"repr", "machine"} == {"repr"}:      # no observer sees it: show the bytes
+            rows.append(representation_row(entry.rung - 1, entry.rung, trace))
+        out_["trace"] = {"trace": trace.as_dict(), "before": before, "after": after, "rows": rows}
     if entry.call is not None:
         case = api_case(entry.call)
         before, after = run_api_case(stage(entry.rung - 1), case), run_api_case(stage(entry.rung), case)

@@ -168,6 +168,19 @@ def _observable(result: dict, name: str):
     return state[key]
 
 
+def _flag_bytes(n: int, trace_text: str) -> str:
+    """Stage n's flag bytes after a trace, read off its ram_list directly
+    (the repr row of the three representation-level entries, all before
+    the bitmaps of stage 19)."""
+    from dirty_ladder.machine import Machine
+    from dirty_ladder.trace import loads
+    trace = loads(trace_text)
+    m = Machine(stage(n), trace.config)
+    for op in trace.ops:
+        m.run_op(op)
+    return " ".join(f"{b:02x}" for b in m.stage.ram_list.phys_dirty.tolist())
+
+
 def test_every_replayed_trace_matches_replay(book, tmp_path, capsys):
     tables = 0
     for n, path in stage_pages(book).items():
@@ -185,12 +198,24 @@ def test_every_replayed_trace_matches_replay(book, tmp_path, capsys):
                 results[k] = json.loads(capsys.readouterr().out)
             assert table["rows"]
             differs = 0
+            repr_rows = [row for row in table["rows"] if row[0].startswith("repr:")]
             for name, before, after in table["rows"]:
+                if name.startswith("repr:"):
+                    assert name == "repr: flag bytes", (n, name)
+                    assert json.loads(before) == _flag_bytes(table["before"], text), n
+                    assert json.loads(after) == _flag_bytes(table["after"], text), n
+                    continue
                 assert json.loads(before) == _observable(results[table["before"]], name), (n, name)
                 assert json.loads(after) == _observable(results[table["after"]], name), (n, name)
                 differs += before != after
             if any(sig.startswith("machine:") for sig in entry["signatures"]):
                 assert differs, n                 # a machine-level entry shows in the observables
+            levels = {sig.split(":")[0] for sig in entry["signatures"]}
+            if "repr" in levels and "machine" not in levels:
+                (_, before, after), = repr_rows    # no observer sees it: it shows in the bytes
+                assert before != after, n
+            else:
+                assert not repr_rows, n
             tables += 1
     assert tables == sum(1 for e in REGISTER if "trace" in e)
 

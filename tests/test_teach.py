@@ -145,6 +145,35 @@ def test_register_entry_marks_the_rows_that_differ(capsys):
     assert marked and all(m.startswith("tlb.") for m in marked), marked
 
 
+@pytest.mark.parametrize("entry_id, before, after", [
+    # the register's own words: a new block's bytes were 0xff and become 0x0b
+    # (VGA|CODE|MIGRATION); the fully dirty page reads 0x07 instead of 0x0b;
+    # the map keeps the length it had before the end of RAM was freed
+    ("spare-bits-no-longer-set", "ff", "0b"),
+    ("migration-bit-moves", "0b", "07"),
+    ("dirty-map-not-shrunk", "07 07 07", "07 07 07 07"),
+])
+def test_a_representation_entry_shows_its_bytes(capsys, entry_id, before, after):
+    rc, out, _ = run(capsys, "register", entry_id, "--json")
+    assert rc == 0
+    rows = json.loads(out)["replay"]["trace"]["rows"]
+    assert not any(r["differs"] for r in rows if not r["name"].startswith("repr:"))
+    assert [r for r in rows if r["name"].startswith("repr:")] == [
+        {"name": "repr: flag bytes", "before": before, "after": after, "differs": True}]
+    rc, out, _ = run(capsys, "register", entry_id)
+    assert re.search(rf'^\s*\* repr: flag bytes\s+"{before}"\s+"{after}"$', out, re.MULTILINE), out
+
+
+def test_the_representation_of_the_bitmaps_is_shown_word_by_word():
+    # a new block of one page is dirty for all three clients: word 0 of each
+    # bitmap is 1 (client order VGA, CODE, MIGRATION)
+    from dirty_ladder.model import raw_text
+    from dirty_ladder.trace import loads
+    trace = loads('{"format": "dirty-trace/1", "ops": [{"op": "ram_alloc", "size": 4096}]}')
+    assert raw_text(19, trace) == ("bitmap words", " | ".join(["0000000000000001"] * 3))
+    assert raw_text(18, trace) == ("flag bytes", "07")
+
+
 # ------------------------------------------------------------------ --inline
 def test_diff_inline_shows_the_byte_code_that_the_bitmaps_replace(capsys):
     rc, plain, _ = run(capsys, "diff", "19")
