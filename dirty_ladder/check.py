@@ -16,9 +16,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from .compare import LEVELS, Difference, RungResult
+from .compare import LEVELS, Difference, RungResult, call_file
 
-CALL_FORMAT = "dirty-call/1"
 
 
 @dataclass(frozen=True)
@@ -118,19 +117,6 @@ def checked_text(row: dict[str, Any]) -> str:
             how = "closed" if run["closed"] else "bounded"
             parts.append(f"{run['level']}: {run['states']} states, depth {run['depth']} ({how})")
     return "; ".join(parts)
-
-
-def call_file(call: dict[str, Any]) -> dict[str, Any]:
-    """A register-style call as a ``dirty-call/1`` object: a config, a
-    starting state (loaded directly, or reached by a trace), and the call."""
-    state = {k: call[k] for k in ("sizes", "clients", "spare", "tlb_dirty", "in_migration") if k in call}
-    out: dict[str, Any] = {"format": CALL_FORMAT, "config": call.get("config", {})}
-    if "trace" in call:
-        out["trace"] = call["trace"]
-    else:
-        out["state"] = state
-    out["call"] = {"function": call["function"], "args": call["args"]}
-    return out
 
 
 def write_reproducers(result: RungResult, directory: str = ".") -> list[str]:

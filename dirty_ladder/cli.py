@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import itertools
 import json
 import os
 import re
@@ -40,7 +41,7 @@ from stages.common import removed
 
 from .trace import format_trace
 from .model import (
-    Api, bytes_text, function_of, per_page_text, spans, api_of, compute_diff, entries_by_rung,
+    Api, bytes_text, exception_text, function_of, per_page_text, spans, api_of, compute_diff, entries_by_rung,
     load_register_safely, module_path, resolve,
 )
 from .streams import finish
@@ -78,6 +79,14 @@ def stage_number(text: str) -> int:
     n = _int(text, "a stage number")
     if not 0 <= n <= LAST:
         raise argparse.ArgumentTypeError(f"unknown stage {n}: stages are 0 to {LAST}")
+    return n
+
+
+def exercise_number(text: str) -> int:
+    n = _int(text, "an exercise number")
+    if not 1 <= n <= LAST:
+        raise argparse.ArgumentTypeError(f"unknown exercise {n}: exercises are 1 to {LAST}, one per commit "
+                                         f"(stage 0 is the starting point)")
     return n
 
 
@@ -179,10 +188,9 @@ def cmd_list(args) -> int:
 LIST_WIDTH = 100
 
 
-def _abbrev(text: str, width: int) -> str:
-    """The text up to its first parenthesis or semicolon, cut to ``width`` with '~'."""
-    text = re.split(r" \(|;", text, maxsplit=1)[0]
-    return text if len(text) <= width else text[:width - 1] + "~"
+def _abbrev(text: str) -> str:
+    """The text up to its first parenthesis or semicolon."""
+    return re.split(r" \(|;", text, maxsplit=1)[0]
 
 
 def _hash(row: dict[str, Any]) -> str:
@@ -208,9 +216,11 @@ def list_lines(rows: list[dict[str, Any]], width: int = LIST_WIDTH) -> list[str]
     lines = [f"{'#':>2}  {'upstream':<{uw}}  {'kind of step':<{kw}}  {'rung':<{rw}}  title (v2)"]
     for r in rows:
         title = textwrap.wrap(r["title"], tw) or [""]
-        lines.append(f"{r['stage']:>2}  {_hash(r):<{uw}}  {_abbrev(r['kind'], kw):<{kw}}  "
+        kind = textwrap.wrap(_abbrev(r["kind"]), kw) or [""]
+        lines.append(f"{r['stage']:>2}  {_hash(r):<{uw}}  {kind[0]:<{kw}}  "
                      f"{rung_word(r):<{rw}}  {title[0]}")
-        lines += [" " * lead + t for t in title[1:]]
+        for k, t in itertools.zip_longest(kind[1:], title[1:], fillvalue=""):
+            lines.append(f"{'':{2 + 2 + uw + 2}}{k:<{kw}}  {'':<{rw}}  {t}".rstrip())
     lines.append("")
     lines += textwrap.wrap("rung: what the divergence register says of the rung from the stage before "
                            "(same: no difference; intended, fix, bug, benign: the status of each entry; "
@@ -380,8 +390,10 @@ def format_diff(d: dict[str, Any], message: bool = True) -> list[str]:
             + [f"+ {k} = {v}" for k, v in c["added"].items()]
             + [f"~ {k}: {v[0]} -> {v[1]}" for k, v in c["changed"].items()])
     section("declarations moved", [f"{x['name']}: {x['from']} -> {x['to']}" for x in d["declarations_moved"]])
-    section("behaviour (register)", [f"rung {e['rung']:02d} diverges: {e['id']} ({e['status']}): {e['what']}"
-                                     for e in d["divergences"]])
+    title = ("behaviour of the real commits (register; `verify FILE` checks yours)" if d.get("stand_in")
+             else "behaviour (register)")
+    section(title, [f"rung {e['rung']:02d} diverges: {e['id']} ({e['status']}): {e['what']}"
+                    for e in d["divergences"]])
     if d["changed_functions"]:
         nothing = False
         out(f"source changed ({len(d['changed_functions'])}):")
@@ -404,7 +416,8 @@ def read_trace(path: str):
             return loads(sys.stdin.read())
         return load(path)
     except TraceError as exc:
-        raise UserError(f"{where}: {exc}") from None
+        text = str(exc)                            # load() names the file it cannot read
+        raise UserError(text if text.startswith(f"cannot read {where}:") else f"{where}: {text}") from None
     except OSError as exc:                         # reading stdin
         raise UserError(f"{where}: cannot read: {exc.strerror or exc}") from None
 
@@ -436,7 +449,7 @@ def run_stage(n: int, trace, cls: type | None = None, on_op=None) -> dict[str, A
                 index = i
                 break
         where = f"op {index} ({trace.ops[index]['op']})" if index is not None else "reading the state"
-        detail = f"failed at {where}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        detail = f"failed at {where}: {exception_text(exc)}"
         failure = Failure(f"stage {n} {detail}")
         failure.detail = detail
         raise failure from None
@@ -465,14 +478,14 @@ def read_call(path: str) -> dict | None:
 def replay_call(args, call: dict) -> int:
     """``replay`` of a dirty-call/1 file: the call on one stage, or on every
     stage that has the function, with the rungs where its outcome changes."""
-    from .compare import api_params, call_outcome
+    from .compare import api_params, call_outcome, call_text
     name = call["function"]
 
     def outcome(cls: type) -> dict:
         try:
             return call_outcome(cls, call)
         except Exception as exc:           # noqa: BLE001 -- the stage failed before the call: say so
-            return {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
+            return {"error": exception_text(exc)}
 
     def has(cls: type) -> bool:
         return callable(getattr(cls, name, None)) and api_params(cls, name) <= {"addr", "length", "end", "who",
@@ -486,7 +499,7 @@ def replay_call(args, call: dict) -> int:
             emit_json({"stage": args.stage, "call": call, "outcome": result})
             return 0
         out(f"stage {args.stage:02d}: {cls.TITLE}")
-        out(f"call {args.trace}: {name}({', '.join(f'{k}={v!r}' for k, v in call['args'].items())})")
+        out(f"call {args.trace}: {call_text(cls, name, call['args'])}")
         for key, value in result.items():
             out(f"  {key:<13} {json.dumps(value)}")
         return 0
@@ -1139,8 +1152,6 @@ def cmd_exercise(args) -> int:
             return 0
         if args.n is None:
             raise UserError(f"exercise: give an exercise number (1 to {LAST}), or --progress")
-        if args.n == 0:
-            raise UserError(f"exercise: stage 0 is the starting point, not a commit: exercises are 1 to {LAST}")
         if args.hint is not None:
             hints = exercises.hints(args.n)
             if not 1 <= args.hint <= len(hints):
@@ -1443,7 +1454,7 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
                          "code for every name commit N changes, with the commit's title and description "
                          "(its code left out) and what to do next. Progress is kept in a JSON file: "
                          f"$DIRTY_LADDER_PROGRESS if set, else {progress_path()}.")
-    sp.add_argument("n", type=stage_number, nargs="?", metavar="N", help=f"the commit, 1 to {LAST}")
+    sp.add_argument("n", type=exercise_number, nargs="?", metavar="N", help=f"the commit, 1 to {LAST}")
     sp.add_argument("-o", "--output", metavar="FILE", help="where to write it (default exercise_NN.py; - for stdout)")
     sp.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     sp.add_argument("--hint", type=positive, nargs="?", const=1, metavar="K", help="print hints 1 to K (default 1)")

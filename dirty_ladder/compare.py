@@ -30,6 +30,7 @@ is not noted again (:func:`step`).  Each (pair, place) keeps a shortest trace.
 from __future__ import annotations
 
 import inspect
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -281,10 +282,10 @@ class ApiCase:
     function: str
     args: dict[str, Any]                  # addr, length, client (by name), enable
 
-    def describe(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
+    def describe(self, cls: type) -> str:
+        """The call as ``cls``'s function takes it, and the state it is made on."""
         dirty = {c: [i for i, d in enumerate(p) if d] for c, p in self.clients.items()}
-        return (f"{self.function}({args}) on blocks {self.sizes}, dirty {dirty}, "
+        return (f"{call_text(cls, self.function, self.args)} on blocks {self.sizes}, dirty {dirty}, "
                 f"spare bits {[i for i, s in enumerate(self.spare) if s]}, "
                 f"dirty TLB {self.tlb_dirty}, in_migration {self.in_migration}, {self.config.as_dict()}")
 
@@ -309,19 +310,46 @@ def call_args(st, fn, args: dict[str, Any]) -> list[Any]:
     flag mask or client number, ``end`` is ``addr + length``."""
     out = []
     for p in list(inspect.signature(fn).parameters)[1:]:
-        if p in ("addr", "ram_addr", "addr1", "start"):
+        kind = API_PARAMS.get(p)
+        if kind == "addr":
             out.append(args["addr"])
-        elif p in ("length", "size"):
+        elif kind == "length":
             out.append(args["length"])
-        elif p == "end":
+        elif kind == "end":
             out.append(args["addr"] + args["length"])
-        elif p in ("dirty_flag", "dirty_flags"):
-            out.append(client_flag(st, args["client"]))
-        elif p == "client":
+        elif kind == "who" and p == "client":
             out.append(getattr(st, "DIRTY_MEMORY_" + args["client"].upper()))
-        elif p == "enable":
+        elif kind == "who":
+            out.append(client_flag(st, args["client"]))
+        elif kind == "enable":
             out.append(args["enable"])
     return out
+
+
+def call_text(cls: type, function: str, args: dict[str, Any]) -> str:
+    """The call :func:`call_args` makes, written with the function's own
+    parameter names: ``cpu_physical_memory_set_dirty_flags(addr=0,
+    dirty_flags=VGA_DIRTY_FLAG)``, ``..._reset_dirty(start=0, end=4096,
+    client=DIRTY_MEMORY_CODE)``."""
+    parts = []
+    for p in list(inspect.signature(getattr(cls, function)).parameters)[1:]:
+        kind = API_PARAMS.get(p)
+        if kind == "addr":
+            value = str(args["addr"])
+        elif kind == "length":
+            value = str(args["length"])
+        elif kind == "end":
+            value = str(args["addr"] + args["length"])
+        elif kind == "who" and p == "client":
+            value = "DIRTY_MEMORY_" + args["client"].upper()
+        elif kind == "who":
+            value = args["client"].upper() + "_DIRTY_FLAG"
+        elif kind == "enable":
+            value = str(args["enable"])
+        else:
+            continue
+        parts.append(f"{p}={value}")
+    return f"{function}({', '.join(parts)})"
 
 
 def api_machine(cls: type, case: ApiCase) -> Machine:
@@ -465,9 +493,9 @@ def judge(rung: int, found: dict, levels: Iterable[str], register: list[Divergen
 def describe(d: Difference) -> str:
     """A difference in one line, with its reproducer."""
     if d.trace is not None:
-        where = f"shortest trace: {d.trace.as_dict()}"
+        where = f"shortest trace: {json.dumps(d.trace.as_dict())}"
     else:
-        where = f"call: {d.call}"
+        where = f"call: {json.dumps(call_file(d.call))}"
     return f"{d.signature}: {d.detail}\n    {where}"
 
 
@@ -482,6 +510,7 @@ def problems(result: RungResult) -> list[str]:
 
 
 # ------------------------------------------------------------------ dirty-call/1 files
+CALL_FORMAT = "dirty-call/1"
 CALL_ARGS = {"addr": int, "length": int, "client": str, "enable": int}
 STATE_KEYS = ("sizes", "clients", "spare", "tlb_dirty", "in_migration")
 
@@ -545,6 +574,20 @@ def parse_call(raw: Any) -> dict[str, Any]:
     if not isinstance(state["in_migration"], bool):
         raise TraceError("state.in_migration must be true or false")
     out.update({"tlb_dirty": tlb, "in_migration": state["in_migration"]})
+    return out
+
+
+def call_file(call: dict[str, Any]) -> dict[str, Any]:
+    """A register-style call as a ``dirty-call/1`` object: a config, a
+    starting state (loaded directly, or reached by a trace), and the call."""
+    state = {"sizes": call.get("sizes"), "clients": call.get("clients"), "spare": call.get("spare"),
+             "tlb_dirty": call.get("tlb_dirty", []), "in_migration": call.get("in_migration", False)}
+    out: dict[str, Any] = {"format": CALL_FORMAT, "config": call.get("config", {})}
+    if "trace" in call:
+        out["trace"] = call["trace"]
+    else:
+        out["state"] = state
+    out["call"] = {"function": call["function"], "args": call["args"]}
     return out
 
 

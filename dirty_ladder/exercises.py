@@ -56,7 +56,7 @@ def load_stage_file(path: str | os.PathLike, n: int | None) -> type:
     p = Path(path)
     if not p.is_file():
         raise StageFileError(f"{path}: no such file")
-    name = "dirty_ladder_user_" + re.sub(r"\W", "_", p.stem) + f"_{abs(hash(str(p.resolve()))):x}"
+    name = model.USER_MODULE_PREFIX + re.sub(r"\W", "_", p.stem) + f"_{abs(hash(str(p.resolve()))):x}"
     spec = importlib.util.spec_from_file_location(name, p)
     if spec is None or spec.loader is None:
         raise StageFileError(f"{path}: not a Python module")
@@ -75,11 +75,15 @@ def load_stage_file(path: str | os.PathLike, n: int | None) -> type:
             if Path(tb.tb_frame.f_code.co_filename) == p:
                 line = f":{tb.tb_lineno}"
             tb = tb.tb_next
-        detail = " ".join(str(exc).split())
-        raise StageFileError(f"{path}{line}: does not import: {type(exc).__name__}: {detail}") from None
+        raise StageFileError(f"{path}{line}: does not import: {model.exception_text(exc)}") from None
     cls = vars(module).get("Stage")
     if not isinstance(cls, type):
         raise StageFileError(f"{path}: no class Stage (the stage's class must be called Stage)")
+    if "STAGE" not in vars(cls):
+        inherited = getattr(cls, "STAGE", None)
+        raise StageFileError(f"{path}: class Stage does not set STAGE"
+                             + (f" (it would inherit {inherited} from its parent)" if inherited is not None else "")
+                             + ": set STAGE = N, the stage it stands in for")
     got = getattr(cls, "STAGE", None)
     if isinstance(got, bool) or not isinstance(got, int) or not 0 <= got <= LAST:
         raise StageFileError(f"{path}: Stage.STAGE is {got!r}, not a stage number (0 to {LAST})")

@@ -36,8 +36,24 @@ def warn(line: str) -> None:
     print(line, file=sys.stderr)
 
 
+def exception_text(exc: BaseException) -> str:
+    """An exception in one line: its type and its message, or its type
+    alone when it has none (``ZeroDivisionError``, not ``ZeroDivisionError:``)."""
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+USER_MODULE_PREFIX = "dirty_ladder_user_"     # the module name a user's stage file is loaded under
+
+
 def module_path(module_name: str) -> str:
-    return module_name.replace(".", "/") + ".py"
+    """Where a module's source is: a path in the project (stages/s19_...py),
+    or, for a user's stage file, the path it was given as."""
+    module = sys.modules.get(module_name)
+    file = getattr(module, "__file__", None)
+    if not module_name.startswith(USER_MODULE_PREFIX) or not file:
+        return module_name.replace(".", "/") + ".py"
+    return file
 
 
 def stage_label(n: int) -> str:
@@ -404,7 +420,7 @@ def compute_diff(n: int, m: int, classes: dict[int, type] | None = None,
         if fa.func is not fb.func:
             diff = _source_diff(fa, fb, a, b, inline)
             changed.append({"name": name, "from_stage": fa.last_changed, "to_stage": fb.last_changed,
-                            "diff": diff or "(redefined with the same source)\n"})
+                            "diff": diff or f"{name}: redefined with the same source\n"})
     for r in renames:
         fa, fb = a.functions[r["from"]], b.functions[r["to"]]
         if fa.signature.replace(fa.name, "") != fb.signature.replace(fb.name, ""):
@@ -446,6 +462,7 @@ def compute_diff(n: int, m: int, classes: dict[int, type] | None = None,
                            "changed": a.representation != b.representation},
         "changed_functions": changed,
         "divergences": divergences,
+        "stand_in": sorted(k for k in classes if lo <= k <= hi),
     }
 
 
@@ -674,7 +691,7 @@ def entry_replay(entry) -> dict[str, Any]:
     if entry.call is not None:
         case = api_case(entry.call)
         before, after = run_api_case(stage(entry.rung - 1), case), run_api_case(stage(entry.rung), case)
-        out_["call"] = {"call": entry.call, "describe": case.describe(), "before": before, "after": after,
+        out_["call"] = {"call": entry.call, "describe": case.describe(stage(entry.rung)), "before": before, "after": after,
                         "rows": side_by_side(before, after)}
     return out_
 
@@ -692,10 +709,14 @@ def override_source(entry) -> str:
 
 
 def entry_dict(entry) -> dict[str, Any]:
+    """A register entry as data; ``call_file`` is its call as a dirty-call/1
+    object, ready to save and ``replay``."""
+    from .compare import call_file
     return {"id": entry.id, "rung": entry.rung, "status": entry.status, "what": entry.what,
             "explanation": entry.explanation, "fixed_upstream": entry.fixed_upstream,
             "signatures": entry.signatures, "scope": entry.scope, "override": entry.override,
-            "override_source": override_source(entry), "trace": entry.trace, "call": entry.call}
+            "override_source": override_source(entry), "trace": entry.trace, "call": entry.call,
+            "call_file": None if entry.call is None else call_file(entry.call)}
 
 
 def invariant_breaks() -> list:
@@ -750,10 +771,22 @@ def cost_changes(n: int, bench: dict[str, Any] | None) -> list[dict[str, Any]]:
     return out_
 
 
+def _ns(x: float) -> str:
+    """A time in ns, three significant digits, never in e-notation."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def cost_text(c: dict[str, Any]) -> str:
     r = c["ratio"]
-    how = f"{1 / r:,.0f}x cheaper" if r < 1 else f"{r:,.1f}x dearer"
-    return f"{c['label']}: {c['before_ns']:,.3g} -> {c['after_ns']:,.3g} ns per page ({how})"
+    factor = 1 / r if r < 1 else r
+    if factor >= 10:
+        how = f"{factor:,.0f}x"
+    elif factor >= 1.1:
+        how = f"{factor:.1f}x"
+    else:
+        how = f"{(factor - 1) * 100:.0f}%"
+    how += " cheaper" if r < 1 else " dearer"
+    return f"{c['label']}: {_ns(c['before_ns'])} -> {_ns(c['after_ns'])} ns per page ({how})"
 
 
 # ------------------------------------------------------------------ the tour

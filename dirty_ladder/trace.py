@@ -167,8 +167,11 @@ def validate(raw: Any) -> Trace:
     """Check a decoded trace object against docs/trace-format.md and return it normalised."""
     if not isinstance(raw, dict):
         raise TraceError(f"a trace must be a JSON object, not {type(raw).__name__}")
-    if raw.get("format") != FORMAT:
-        raise TraceError(f"unknown format {raw.get('format')!r} (expected {FORMAT!r})")
+    if "format" not in raw:
+        raise TraceError(f"no 'format' field: a trace says \"format\": \"{FORMAT}\" (a call: \"dirty-call/1\")")
+    if raw["format"] != FORMAT:
+        raise TraceError(f"unknown format {json.dumps(raw['format'])}: a trace says \"format\": \"{FORMAT}\" "
+                         f"(a call: \"dirty-call/1\")")
     unknown = sorted(set(raw) - {"format", "config", "ops"})
     if unknown:
         raise TraceError(f"unknown top-level field {unknown[0]!r}")

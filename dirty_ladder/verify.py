@@ -19,13 +19,15 @@ checks, each told in plain words:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from stages import stage
 
-from .compare import api_case, compare_case, follow, problems
+from .compare import api_case, call_file, compare_case, describe, follow
 from .conformance import mismatch, vectors
+from .model import exception_text
 from .register import entries_of
 from .trace import validate
 
@@ -61,9 +63,10 @@ def _rung(cls: type, n: int, scope_name: str, progress) -> Check:
     states = ", ".join(f"{r.level}: {r.states} states" for r in result.runs)
     if result.new:
         return Check("rung", False,
-                     f"rung {n:02d} (stage {n - 1:02d} -> your stage): your stage does not do what commit "
-                     f"{n:02d} did; it differs at {len(result.new)} place(s) within scope {scope.name} ({states})",
-                     [line for line in problems(result) if line.startswith("NEW DIFFERENCE")])
+                     f"rung {n:02d}: your stage does not do what commit {n:02d} did; it differs at "
+                     f"{len(result.new)} place(s) within scope {scope.name} ({states}); each line reads "
+                     f"'what commit {n:02d} does -> what your stage does'",
+                     [describe(d) for d in result.new])
     return Check("rung", True, f"rung {n:02d}: your stage behaves exactly as commit {n:02d} did on every trace and "
                                f"call of scope {scope.name} ({states})")
 
@@ -80,12 +83,12 @@ def _register(cls: type, n: int) -> Check:
             trace = validate(entry.trace)
             yours = follow([real, cls], [(0, 1)], trace)
             like_old = not follow([old, cls], [(0, 1)], trace)
-            reproducer = f"trace {trace.as_dict()}"
+            reproducer = f"trace {json.dumps(trace.as_dict())}"
         else:
             case = api_case(entry.call)
             yours = compare_case([real, cls], [(0, 1)], case)
             like_old = not compare_case([old, cls], [(0, 1)], case)
-            reproducer = f"call {entry.call}"
+            reproducer = f"call {json.dumps(call_file(entry.call))}"
         if not yours:
             kept.append(entry)
             continue
@@ -118,7 +121,7 @@ def _conformance(cls: type, n: int) -> Check:
                             f"your stage {diff[2]!r}")
     if failures:
         return Check("conformance", False, f"{len(failures)} of the {len(vs)} conformance traces give "
-                                           f"something else than the real C of commit {n:02d}", failures[:5])
+                                           f"something other than what the real C of commit {n:02d} gave", failures[:5])
     return Check("conformance", True, f"all {len(vs)} conformance traces give what the real C of commit "
                                       f"{n:02d} gave")
 
@@ -130,7 +133,7 @@ def failed_in(exc: BaseException, file: str) -> str:
         if tb.tb_frame.f_code.co_filename.endswith(file.lstrip("./")):
             where = f" at {file}:{tb.tb_lineno}"
         tb = tb.tb_next
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}{where}"
+    return f"{exception_text(exc)}{where}"
 
 
 def verify(cls: type, file: str, scope: str = "ci", progress: Callable[[dict], None] | None = None) -> Verdict:

@@ -121,19 +121,22 @@ def test_list_human():
     proc = run("list")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.split("\n\n")[0].splitlines()
-    rows: list[str] = []                             # a stage's line and its title's continuation lines
+    title_at = lines[0].index("title (v2)")
+    rows: list[str] = []                             # a stage's line
+    titles: list[str] = []                           # its title, continuation lines included
     for line in lines[1:]:
         if re.match(r"\s?\d+\s", line):
             rows.append(line)
+            titles.append(line[title_at:])
         else:
-            rows[-1] += " " + line.strip()
+            titles[-1] += " " + line[title_at:].strip()
     assert len(rows) == LAST + 1                     # a header, then the 40 stages
     register = ladder.load_register()
     for n, row in enumerate(rows):
         cls = stage(n)
         assert re.match(rf"\s*{n}\s", row)
-        assert cls.TITLE in " ".join(row.split())
-        assert re.split(r" \(|;", cls.KIND)[0][:19] in row
+        assert cls.TITLE == " ".join(titles[n].split())
+        assert re.split(r" \(|;", cls.KIND)[0].split()[0] in row
         assert (cls.UPSTREAM or "-").split()[0] in row
         statuses = {d.status for d in register if d.rung == n}
         if n == 0:
@@ -436,7 +439,7 @@ MALFORMED = [
     ("non-object-null", "null", "JSON object", None),
     # the top level
     ("unknown-format", {"format": "dirty-trace/2", "ops": []}, "unknown format", None),
-    ("missing-format", {"ops": []}, "unknown format", None),
+    ("missing-format", {"ops": []}, "no 'format' field", None),
     ("format-not-a-string", {"format": 1, "ops": []}, "unknown format", None),
     ("result-format-as-trace", {"format": "dirty-trace-result/1", "ops": []}, "unknown format", None),
     ("unknown-top-level-field", T([], comment="hi"), "unknown top-level field", None),
@@ -550,7 +553,10 @@ def test_malformed_trace_is_one_line_exit_2(tmp_path, name, content, needle, ind
 
 
 def test_unreadable_files(tmp_path):
-    assert_user_error(run("replay", str(tmp_path / "missing.json"), "--stage", "0"), "missing.json", "cannot read")
+    missing = str(tmp_path / "missing.json")
+    proc = run("replay", missing, "--stage", "0")
+    assert_user_error(proc, "missing.json", "cannot read")
+    assert proc.stderr.count(missing) == 1, proc.stderr                  # the file named once
     assert_user_error(run("replay", str(tmp_path), "--all"), "cannot read")          # a directory
     bad = tmp_path / "latin1.json"
     bad.write_bytes(b'{"format": "dirty-trace/1", "ops": [], "x": "\xe9"}')
@@ -639,6 +645,11 @@ def test_check_new_difference_writes_a_replayable_trace(tmp_path, monkeypatch, c
     assert rc == 1 and "NEW DIFFERENCE" in out and "new-difference-rung27-machine-1.json" in out
 
 
+def test_exercise_numbers_are_commits():
+    for n in ("0", "40"):
+        assert_user_error(run("exercise", n), f"unknown exercise {n}: exercises are 1 to 39")
+
+
 def test_check_errors():
     assert_user_error(run("check"), "rung number")
     assert_user_error(run("check", "0"), "unknown rung 0")
@@ -668,6 +679,12 @@ def test_a_failing_stage_is_reported_in_one_line(tmp_path, monkeypatch, capsys):
     assert data["behaviours"][1]["result"] == {"error": "failed at op 2 (tcg_write): AssertionError: boom"}
     rc, out, err = inproc(capsys, "replay", path, "--all")
     assert rc == 0 and "stages 04-05: error: failed at op 2 (tcg_write): AssertionError: boom" in out
+
+    def silent(self, ram_addr, size):
+        raise ZeroDivisionError                                         # no message: the type alone
+    monkeypatch.setattr(stage(4), "notdirty_mem_write", silent)
+    rc, out, err = inproc(capsys, "replay", path, "--stage", "5")
+    assert rc == 1 and err == "error: stage 5 failed at op 2 (tcg_write): ZeroDivisionError\n"
 
 
 def test_bench_subcommand_runs_a_tiny_configuration():

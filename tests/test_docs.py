@@ -99,6 +99,24 @@ def test_the_example_gives_the_result_shown():
     assert replay(stage(result["stage"]), validate(trace)) == result
 
 
+def test_the_call_example_replays_as_described():
+    # the doc says: VGA's page 0 clean after the call, page 0's TLB entry
+    # NOTDIRTY again, on every stage (end = addr + length before stage 30)
+    from dirty_ladder.compare import CALL_ARGS, STATE_KEYS, call_outcome, parse_call
+    from stages import LAST, stage
+    call = next(b for b in json_blocks(doc_text()) if b.get("format") == "dirty-call/1")
+    parsed = parse_call(call)
+    for n in range(LAST + 1):
+        outcome = call_outcome(stage(n), parsed)
+        assert outcome["dirty"] == {"vga": [], "code": [0, 1], "migration": []}, n
+        assert outcome["tlb_notdirty"] == [0, 1] and outcome["result"] == ["NoneType", None], n
+    rows = table_rows(doc_text())
+    for name in ("format", "config", "state", "trace", "call.function", "call.args"):
+        assert name in rows, name
+    assert all(f"`{key}`" in rows["state"][0] for key in STATE_KEYS)
+    assert all(f"`{arg}`" in rows["call.args"][0] for arg in CALL_ARGS)
+
+
 def every_help_text(parser) -> list[str]:
     """The --help of a parser and of all its subcommands, at any depth (new
     subcommands included: argparse keeps them in its subparsers action)."""

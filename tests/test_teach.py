@@ -56,7 +56,7 @@ def test_list_fits_100_columns_and_gives_each_rungs_statuses(capsys):
     assert sorted(rows) == list(range(LAST + 1))
     for n in range(1, LAST + 1):
         statuses = [e["status"] for e in REGISTER if e["rung"] == n]
-        cell = rows[n].split()[-1] if False else rows[n]
+        cell = rows[n]
         for s in set(statuses):
             assert s in cell, (n, s, cell)
         if not statuses:
@@ -125,6 +125,22 @@ def test_tour_and_register_replays_are_what_replay_gives(capsys, tmp_path):
         rc, rout, _ = run(capsys, "register", e["id"], "--json")
         assert json.loads(rout)["replay"]["trace"] == e["replay"]["trace"]
         assert any(r["differs"] for r in e["replay"]["trace"]["rows"])
+
+
+def test_list_shows_each_kind_of_step_whole(capsys):
+    # the kind column wraps like the title: read back, block by block, it is
+    # each stage's KIND up to its first parenthesis or semicolon, uncut
+    rc, out, _ = run(capsys, "list")
+    lines = out.split("\n\n")[0].splitlines()
+    start = lines[0].index("kind of step")
+    width = lines[0].index("rung") - start
+    kinds: dict[int, list[str]] = {}
+    for line in lines[1:]:
+        if m := re.match(r"\s?(\d{1,2})  ", line):
+            current = kinds.setdefault(int(m.group(1)), [])
+        current.append(line[start:start + width].strip())
+    for n in range(LAST + 1):
+        assert " ".join(k for k in kinds[n] if k) == re.split(r" \(|;", stage(n).KIND)[0], n
 
 
 # ------------------------------------------------------------------ register
@@ -363,7 +379,9 @@ BAD_FILES = {
     "syntax.py": ("class Stage(:\n", "SyntaxError"),
     "raises.py": ("import no_such_module_here\n", "ModuleNotFoundError"),
     "nostage.py": ("X = 1\n", "no class Stage"),
-    "wrong.py": ("from stages import s26_find_next_bit as parent\nclass Stage(parent.Stage):\n    pass\n",
+    "unset.py": ("from stages import s26_find_next_bit as parent\nclass Stage(parent.Stage):\n    pass\n",
+                 "class Stage does not set STAGE (it would inherit 26 from its parent)"),
+    "wrong.py": ("from stages import s26_find_next_bit as parent\nclass Stage(parent.Stage):\n    STAGE = 26\n",
                  "Stage.STAGE is 26, not 27"),
     "orphan.py": ("class Stage:\n    STAGE = 27\n", "does not subclass stage 26"),
 }
@@ -394,11 +412,22 @@ def test_a_stage_file_stands_in_for_its_stage(capsys, tmp_path, starters):
     assert results["starter"] == expected_26 != results["real"]
     rc, out, _ = run(capsys, "replay", trace, "--all", "--stage-file", str(starters[27]), "--json")
     assert [c["rung"] for c in json.loads(out)["changes"]] == [28]      # the fix now shows one rung later
+    # the untouched starter restates stage 26's function: the diff names it,
+    # and labels the register's lines as the real commit's
     rc, out, _ = run(capsys, "diff", "27", "--stage-file", str(starters[27]))
-    assert "no change in the dirty API" not in out or True
+    assert rc == 0
+    assert "cpu_physical_memory_set_dirty_range: redefined with the same source" in out
+    assert "behaviour of the real commits (register; `verify FILE` checks yours):" in out
+    assert "\nbehaviour (register):" not in out
+    changed = tmp_path / "changed27.py"
+    changed.write_text(starters[27].read_text().replace("xen_modified_memory(addr, length)",
+                                                        "xen_modified_memory(start, length)"), encoding="utf-8")
+    rc, out, _ = run(capsys, "diff", "27", "--stage-file", str(changed))
+    assert re.search(rf"^\+\+\+ stage 27: cpu_physical_memory_set_dirty_range \({re.escape(str(changed))}:\d+\)$",
+                     out, re.MULTILINE), out
     # the real stage's code as a user's file: no source change against stage 27
     real = tmp_path / "real27.py"
-    real.write_text(f"from stages.{MODULES[27]} import Stage as _Real\n\n\nclass Stage(_Real):\n    pass\n",
+    real.write_text(f"from stages.{MODULES[27]} import Stage as _Real\n\n\nclass Stage(_Real):\n    STAGE = 27\n",
                     encoding="utf-8")
     rc, out, _ = run(capsys, "replay", trace, "--stage", "27", "--json", "--stage-file", str(real))
     assert json.loads(out)["state"]["xen"] == results["real"]
@@ -425,3 +454,58 @@ def test_a_number_is_a_stage_and_chN_a_chapter(capsys):
     rc, out, _ = run(capsys, "tour", "ch3", "--json")
     a, b = TOUR[2]["stages"]
     assert rc == 0 and [s["stage"] for s in json.loads(out)["stages"]] == list(range(a, b + 1))
+
+
+@pytest.mark.parametrize("before, after, text", [
+    (820, 559, "820 -> 559 ns per page (1.5x cheaper)"),        # 1.467: not "1x"
+    (1455, 1506, "1,455 -> 1,506 ns per page (4% dearer)"),     # within 10%: a percentage
+    (1523, 0.094, "1,523 -> 0.094 ns per page (16,202x cheaper)"),
+    (0.0176, 0.0128, "0.0176 -> 0.0128 ns per page (1.4x cheaper)"),   # never 1.76e-02
+    (525, 1623, "525 -> 1,623 ns per page (3.1x dearer)"),
+])
+def test_a_cost_change_reads_as_a_person_would_say_it(before, after, text):
+    from dirty_ladder.model import cost_text
+    assert cost_text({"label": "op", "before_ns": before, "after_ns": after, "ratio": after / before}) == "op: " + text
+
+
+def test_a_call_is_shown_with_the_functions_own_parameters(capsys):
+    # the register's call says addr 0, client vga; the C function of stage 01
+    # is cpu_physical_memory_set_dirty_flags(ram_addr_t addr, int dirty_flags)
+    rc, out, _ = run(capsys, "register", "set-dirty-flags-void")
+    assert rc == 0
+    assert "minimal call: cpu_physical_memory_set_dirty_flags(addr=0, dirty_flags=VGA_DIRTY_FLAG) on" in out
+    rc, out, _ = run(capsys, "register", "get-dirty-returns-bool")
+    assert "cpu_physical_memory_get_dirty(start=0, length=4096, client=DIRTY_MEMORY_VGA) on" in out
+
+
+EXPECTED_ARGUMENT = {"addr": "4096", "ram_addr": "4096", "addr1": "4096", "start": "4096", "length": "8192",
+                     "size": "8192", "end": "12288", "client": "DIRTY_MEMORY_CODE",
+                     "dirty_flag": "CODE_DIRTY_FLAG", "dirty_flags": "CODE_DIRTY_FLAG", "enable": "1"}
+
+
+@pytest.mark.parametrize("n", range(LAST + 1), ids=lambda n: f"stage{n:02d}")
+def test_every_api_call_is_written_with_exactly_its_parameters(n):
+    from dirty_ladder.compare import api_functions, call_text
+    cls = stage(n)
+    args = {"addr": 4096, "length": 8192, "client": "code", "enable": 1}
+    names = api_functions(cls, cls)
+    assert names
+    for name in names:
+        params = list(inspect.signature(getattr(cls, name)).parameters)[1:]
+        expected = ", ".join(f"{p}={EXPECTED_ARGUMENT[p]}" for p in params)
+        assert call_text(cls, name, args) == f"{name}({expected})"
+
+
+def test_a_register_call_can_be_saved_and_replayed(capsys, tmp_path):
+    # the register's words: stage 02 returns None where stage 01 returned
+    # the new flag byte (an int)
+    rc, out, _ = run(capsys, "register", "set-dirty-flags-void", "--json")
+    assert rc == 0
+    path = tmp_path / "call.json"
+    path.write_text(json.dumps(json.loads(out)["call_file"]), encoding="utf-8")
+    kinds = {}
+    for n in (1, 2):
+        rc, out, _ = run(capsys, "replay", str(path), "--stage", str(n), "--json")
+        assert rc == 0
+        kinds[n] = json.loads(out)["outcome"]["result"][0]
+    assert kinds == {1: "int", 2: "NoneType"}

@@ -72,8 +72,11 @@ def test_a_planted_mistake_names_the_rung_the_level_and_a_shortest_trace(capsys,
     verdict = json.loads(out)
     rung = next(c for c in verdict["checks"] if c["name"] == "rung")
     assert not rung["ok"] and "rung 27" in rung["summary"]
-    xen = next(d for d in rung["details"] if d.startswith("NEW DIFFERENCE machine:state.xen"))
-    assert "'ops': [{'op': 'ram_alloc', 'size': 4096}]" in xen      # one op is enough to show it
+    assert "'what commit 27 does -> what your stage does'" in rung["summary"]
+    xen = next(d for d in rung["details"] if d.startswith("machine:state.xen"))
+    assert "[[0, 4096]] -> [[0, 4097]]" in xen                       # commit 27 first, then the file
+    trace = json.loads(xen.split("shortest trace: ", 1)[1])        # pasteable into a trace file
+    assert trace["ops"] == [{"op": "ram_alloc", "size": 4096}]     # one op is enough to show it
     assert not next(c for c in verdict["checks"] if c["name"] == "conformance")["ok"]
 
 
@@ -101,6 +104,9 @@ def test_check_stage_file_runs_the_rung_of_its_stage(capsys, tmp_path, monkeypat
 @pytest.mark.parametrize("content, message", [
     ("x = (", "does not import"),
     ("class Other: pass\n", "no class Stage"),
+    # nothing in it: it would stand in for stage 26 as stage 26 itself, and
+    # mark an exercise done that was never done
+    ("from stages import s26_find_next_bit as p\nclass Stage(p.Stage):\n    pass\n", "does not set STAGE"),
     ("from stages import s04_accessor_for_is_dirty as p\nclass Stage(p.Stage):\n    STAGE = 0\n", "stage 0"),
 ])
 def test_a_bad_stage_file_is_one_line_and_status_2(capsys, tmp_path, content, message):
