@@ -15,6 +15,14 @@ checks, each told in plain words:
   said, with the entry's status (a bug the commit shipped, a fix, ...);
 - conformance: every conformance vector replayed on your stage must give
   what the real C of commit N gave.
+
+Where your stage still does what stage N-1 did on some entries' own traces
+(a starter left as it was, a change forgotten), the rung and conformance
+failures are checked against the bridge without those entries' changes:
+if that bridge equals your stage on every trace of the scope (and on every
+failing vector), the failure is said once, as the changes left out.  Any
+other difference is listed as it is, so a second mistake is never hidden
+behind a forgotten change.
 """
 
 from __future__ import annotations
@@ -56,12 +64,24 @@ class Verdict:
                            for c in self.checks]}
 
 
-def _rung(cls: type, n: int, scope_name: str, progress) -> Check:
+def _rung(cls: type, n: int, scope_name: str, progress, missing: list) -> Check:
     from .explore import check_rung, load_scope
     scope = load_scope(scope_name)
     result = check_rung(n, scope, progress=progress, stand_in=cls)
     states = ", ".join(f"{r.level}: {r.states} states" for r in result.runs)
     if result.new:
+        if missing:
+            # the same exploration with the bridge left without those changes
+            from .register import load_register
+            ids = {e.id for e in missing}
+            rest = [e for e in load_register() if e.id not in ids]
+            if not check_rung(n, scope, register=rest, stand_in=cls).new:
+                names = ", ".join(e.id for e in missing)
+                return Check("rung", False,
+                             f"rung {n:02d}: your stage is commit {n:02d} without its behaviour change(s) {names}: "
+                             f"it behaves exactly as stage {n - 1:02d} with the rest of commit {n:02d}'s changes "
+                             f"on every trace and call of scope {scope.name} ({states}), so the refactoring is "
+                             f"right; make the change(s) the register check below names")
         return Check("rung", False,
                      f"rung {n:02d}: your stage does not do what commit {n:02d} did; it differs at "
                      f"{len(result.new)} place(s) within scope {scope.name} ({states}); each line reads "
@@ -69,6 +89,39 @@ def _rung(cls: type, n: int, scope_name: str, progress) -> Check:
                      [describe(d) for d in result.new])
     return Check("rung", True, f"rung {n:02d}: your stage behaves exactly as commit {n:02d} did on every trace and "
                                f"call of scope {scope.name} ({states})")
+
+
+def _explained_by(cls: type, n: int, missing: list, failed: list) -> bool:
+    """Whether, on each failed vector, the stage gives exactly what stage
+    n-1 with all of rung n's overrides but those of ``missing`` gives."""
+    from .bridges import bridge
+    from .machine import replay
+    from .register import load_register
+    ids = {e.id for e in missing}
+    without = bridge(n, [e for e in load_register() if e.id not in ids])
+    for vector in failed:
+        trace = validate(vector["trace"])
+        yours, theirs = replay(cls, trace), replay(without, trace)
+        if (yours["results"], yours["state"]) != (theirs["results"], theirs["state"]):
+            return False
+    return True
+
+
+def _changes_left_out(cls: type, n: int) -> list:
+    """The register entries of rung ``n`` on whose own trace or call the
+    stage still does what stage n-1 did, not what commit n does."""
+    out = []
+    for entry in entries_of(n):
+        real, old = stage(n), stage(n - 1)
+        if entry.trace is not None:
+            trace = validate(entry.trace)
+            if follow([real, cls], [(0, 1)], trace) and not follow([old, cls], [(0, 1)], trace):
+                out.append(entry)
+        else:
+            case = api_case(entry.call)
+            if compare_case([real, cls], [(0, 1)], case) and not compare_case([old, cls], [(0, 1)], case):
+                out.append(entry)
+    return out
 
 
 def _register(cls: type, n: int) -> Check:
@@ -111,17 +164,22 @@ def _register(cls: type, n: int) -> Check:
                     else ""))
 
 
-def _conformance(cls: type, n: int) -> Check:
-    failures = []
+def _conformance(cls: type, n: int, missing: list) -> Check:
+    failures, failed = [], []
     vs = vectors()
     for vector in vs:
         diff = mismatch(cls, vector, n)
         if diff is not None:
+            failed.append(vector)
             failures.append(f"{vector['id']}: first difference at {diff[0]}: the real C gave {diff[1]!r}, "
                             f"your stage {diff[2]!r}")
     if failures:
-        return Check("conformance", False, f"{len(failures)} of the {len(vs)} conformance traces give "
-                                           f"something other than what the real C of commit {n:02d} gave", failures[:5])
+        summary = (f"{len(failures)} of the {len(vs)} conformance traces give something other than what the "
+                   f"real C of commit {n:02d} gave")
+        if missing and _explained_by(cls, n, missing, failed):
+            summary += (f"; on every one of them your stage gives what commit {n:02d} without "
+                        f"{', '.join(e.id for e in missing)} gives")
+        return Check("conformance", False, summary, failures[:5])
     return Check("conformance", True, f"all {len(vs)} conformance traces give what the real C of commit "
                                       f"{n:02d} gave")
 
@@ -143,8 +201,13 @@ def verify(cls: type, file: str, scope: str = "ci", progress: Callable[[dict], N
     check with the place it was raised."""
     n = cls.STAGE
     checks = []
-    for name, run in (("rung", lambda: _rung(cls, n, scope, progress)), ("register", lambda: _register(cls, n)),
-                      ("conformance", lambda: _conformance(cls, n))):
+    try:
+        missing = _changes_left_out(cls, n)
+    except Exception:                      # noqa: BLE001 -- the stage raised: the checks below say where
+        missing = []
+    for name, run in (("rung", lambda: _rung(cls, n, scope, progress, missing)),
+                      ("register", lambda: _register(cls, n)),
+                      ("conformance", lambda: _conformance(cls, n, missing))):
         try:
             checks.append(run())
         except Exception as exc:           # noqa: BLE001 -- the user's stage failed: say where

@@ -56,10 +56,33 @@ def test_exercise_27_with_the_real_change_passes_and_is_marked_done(capsys, tmp_
 
 def test_the_untouched_starter_keeps_stage_26s_behaviour_and_is_told_so(capsys, tmp_path):
     path = _exercise(capsys, tmp_path, 27)
-    code, out, _ = run(capsys, "verify", str(path))
+    code, out, _ = run(capsys, "verify", str(path), "--json")
     assert code == 1
-    assert "[FAIL] register" in out and "still does what stage 26 did" in out and "xen-told-start" in out
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert "still does what stage 26 did" in checks["register"]["details"][0]
+    assert "xen-told-start" in checks["register"]["details"][0]
+    # one cause, said once: the rung and the conformance traces are what
+    # leaving that change out gives, shown by an exact check each
+    assert "your stage is commit 27 without its behaviour change(s) xen-told-start" in checks["rung"]["summary"]
+    assert not checks["rung"]["ok"] and checks["rung"]["details"] == []
+    assert "your stage gives what commit 27 without xen-told-start gives" in checks["conformance"]["summary"]
     assert "done" not in read_progress()[27]
+
+
+def test_a_second_mistake_beside_a_change_left_out_is_still_shown(capsys, tmp_path):
+    # the starter (Xen still told what stage 26 told) with VGA also left
+    # clean on the second page of a range: not explained by the change left out
+    path = _exercise(capsys, tmp_path, 27)
+    text = path.read_text()
+    old = "            set_bit(addr >> TARGET_PAGE_BITS, dirty_memory[self.DIRTY_MEMORY_VGA])\n"
+    assert old in text
+    path.write_text(text.replace(old, "            if addr != start + TARGET_PAGE_SIZE:\n    " + old))
+    code, out, _ = run(capsys, "verify", str(path), "--json")
+    assert code == 1
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert "without its behaviour change" not in checks["rung"]["summary"]
+    assert any(d.startswith("machine:state.dirty") for d in checks["rung"]["details"]), checks["rung"]["details"]
+    assert "without xen-told-start gives" not in checks["conformance"]["summary"]
 
 
 def test_a_planted_mistake_names_the_rung_the_level_and_a_shortest_trace(capsys, tmp_path):
