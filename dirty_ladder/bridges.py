@@ -175,6 +175,16 @@ class TlbResetShortRange:
             self.tlb_reset_dirty_range_all(start, end, asked)
 
 
+class TlbResetRoundsStart:
+    """a2f4d5bef: tlb_reset_dirty_range_all rounds ``start`` down to its page
+    itself ("move the start/end calculation to tlb_reset_dirty_range_all()").
+    Stage 29's only caller passed it a rounded start; called directly with an
+    unaligned one, it reset the TLB from that address, not from the page."""
+
+    def tlb_reset_dirty_range_all(self, start: int, end: int, length: int) -> None:
+        super().tlb_reset_dirty_range_all(start & TARGET_PAGE_MASK, end, length)
+
+
 # ---------------------------------------------------------------- rung 31
 class SetDirtyTrackingVoid:
     """981fdf235: cpu_physical_memory_set_dirty_tracking() returns nothing."""
@@ -265,8 +275,8 @@ OVERRIDES: dict[str, type] = {
     cls.__name__: cls for cls in (
         SetDirtyFlagsVoid, IsDirtyThreeFlags, GetDirtyZeroOrOne, SpareBitsNoLongerSet,
         MigrationBitMoves, DirtyMapNotShrunk, ClearDirtyFlagVoid, GetDirtyReturnsBool, XenToldStart, ZeroLengthReset,
-        TlbResetShortRange, SetDirtyTrackingVoid, LebitmapHostPages, LebitmapXenPages, SyncSkipsTlb,
-        SyncWholeWords)
+        TlbResetShortRange, TlbResetRoundsStart, SetDirtyTrackingVoid, LebitmapHostPages, LebitmapXenPages,
+        SyncSkipsTlb, SyncWholeWords)
 }
 
 _made: dict[tuple, type] = {}

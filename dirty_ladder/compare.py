@@ -242,8 +242,18 @@ API_PARAMS = {"addr": "addr", "ram_addr": "addr", "addr1": "addr", "start": "add
               "dirty_flag": "who", "dirty_flags": "who", "client": "who", "enable": "enable"}
 
 
+def _range_kinds(params: list[str]) -> set[str]:
+    """What a parameter list asks for, an end counting as a length: the
+    same abstract call (addr, length) serves ``(start, end)``, ``(start,
+    length)`` and ``(start, end, length)`` alike, as rung 30's callers
+    passed the same range both ways."""
+    return {"length" if API_PARAMS[p] == "end" else API_PARAMS[p] for p in params}
+
+
 def api_functions(a: type, b: type) -> list[str]:
-    """Functions of both stages, taking only plain arguments, with equal parameters."""
+    """Functions of both stages, taking only plain arguments, with the same
+    parameters, or parameters that differ only in giving a range by its end
+    or by its length (rung 30's reset_dirty and tlb_reset_dirty_range_all)."""
     names = []
     for name in sorted(set(dir(a)) & set(dir(b))):
         if name.startswith("_") or not (hasattr(a, name) and hasattr(b, name)):
@@ -257,7 +267,8 @@ def api_functions(a: type, b: type) -> list[str]:
             continue
         if not set(pa[1:]) <= set(API_PARAMS) or not set(pb[1:]) <= set(API_PARAMS):
             continue
-        if [API_PARAMS[p] for p in pa[1:]] != [API_PARAMS[p] for p in pb[1:]]:
+        if [API_PARAMS[p] for p in pa[1:]] != [API_PARAMS[p] for p in pb[1:]] \
+                and _range_kinds(pa[1:]) != _range_kinds(pb[1:]):
             continue
         if name.startswith("migration_") or name == "qemu_ram_alloc_from_ptr":
             continue        # these need a trace around them: machine level
@@ -415,8 +426,8 @@ def compare_calls(found: dict, classes: list[type], pairs, machines: list[Machin
                     if a != oj[field_]:
                         call = where(name, args)
                         note(found, (i, j), "api", f"api:{name}:{field_}", config,
-                             lambda name=name, args=args, field_=field_, a=a:
-                                 f"{name}({args}): {field_}: {a!r} -> {oj[field_]!r}",
+                             lambda name=name, args=args, field_=field_, a=a, cls=classes[j]:
+                                 f"{call_text(cls, name, args)}: {field_}: {a!r} -> {oj[field_]!r}",
                              call=lambda call=call: call, size=len(call.get("trace", ())))
     return calls
 

@@ -12,7 +12,7 @@ once when ``length == 0`` and hands the raw ``start, length`` to
 ``end`` and ``start`` itself.  Callers pass a length: tlb_protect_code,
 memory_region_test_and_clear_dirty, memory_region_reset_dirty.
 
-Behaviour is NOT kept in two places (both registered):
+Behaviour is NOT kept in three places (all registered):
 
 - a zero-length reset at an unaligned address used to round to the whole
   page, clear it and, under TCG, make its TLB entry NOTDIRTY; now it does
@@ -22,7 +22,10 @@ Behaviour is NOT kept in two places (both registered):
   range the TLB reset covers ``[start & TARGET_PAGE_MASK, +length)`` and can
   miss the last page whose dirty bit was cleared: that page's TLB entry
   stays dirty and later writes to it are not trapped.  Upstream still passes
-  the unrounded length in QEMU 4.1 (2019) and in a recent tree.
+  the unrounded length in QEMU 4.1 (2019) and in a recent tree;
+- ``tlb_reset_dirty_range_all`` (static in exec.c) called with an unaligned
+  ``start`` now resets the TLB from the start of that page, not from the
+  address: no caller of stage 29 passed one, so only a direct call shows it.
 """
 
 from . import s29_is_dirty_to_is_clean as parent

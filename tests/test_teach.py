@@ -115,16 +115,29 @@ def test_tour_and_register_replays_are_what_replay_gives(capsys, tmp_path):
     assert rc == 0
     entries = json.loads(out)["stages"][0]["entries"]
     assert {e["id"] for e in entries} == {e["id"] for e in REGISTER if e["rung"] == 30}
+    kinds = 0
     for e in entries:
         raw = next(x for x in REGISTER if x["id"] == e["id"])
-        path = _trace_file(tmp_path, json.loads(raw["trace"]), e["id"] + ".json")
-        for side, n in (("before", 29), ("after", 30)):
-            rc, rout, _ = run(capsys, "replay", path, "--stage", str(n), "--json")
-            assert rc == 0
-            assert e["replay"]["trace"][side] == json.loads(rout)
         rc, rout, _ = run(capsys, "register", e["id"], "--json")
-        assert json.loads(rout)["replay"]["trace"] == e["replay"]["trace"]
-        assert any(r["differs"] for r in e["replay"]["trace"]["rows"])
+        registered = json.loads(rout)
+        if "trace" in raw:
+            path = _trace_file(tmp_path, json.loads(raw["trace"]), e["id"] + ".json")
+            for side, n in (("before", 29), ("after", 30)):
+                rc, rout, _ = run(capsys, "replay", path, "--stage", str(n), "--json")
+                assert rc == 0
+                assert e["replay"]["trace"][side] == json.loads(rout)
+            assert registered["replay"]["trace"] == e["replay"]["trace"]
+            assert any(r["differs"] for r in e["replay"]["trace"]["rows"])
+            kinds |= 1
+        if "call" in raw:
+            path = _trace_file(tmp_path, registered["call_file"], e["id"] + ".call.json")
+            for side, n in (("before", 29), ("after", 30)):
+                rc, rout, _ = run(capsys, "replay", path, "--stage", str(n), "--json")
+                assert rc == 0
+                assert e["replay"]["call"][side] == json.loads(rout)["outcome"]
+            assert any(r["differs"] for r in e["replay"]["call"]["rows"])
+            kinds |= 2
+    assert kinds == 3                    # rung 30 has entries with a trace and with a call
 
 
 def test_list_shows_each_kind_of_step_whole(capsys):
