@@ -107,20 +107,28 @@ def _explained_by(cls: type, n: int, missing: list, failed: list) -> bool:
     return True
 
 
+def _against_entry(cls: type, entry) -> tuple[dict, bool, str]:
+    """A register entry's own trace (or call) on the stage: how it differs
+    from the real stage there, whether it does just what the stage before
+    did, and the reproducer as JSON."""
+    real, old = stage(entry.rung), stage(entry.rung - 1)
+    if entry.trace is not None:
+        trace = validate(entry.trace)
+        return (follow([real, cls], [(0, 1)], trace), not follow([old, cls], [(0, 1)], trace),
+                f"trace {json.dumps(trace.as_dict())}")
+    case = api_case(entry.call)
+    return (compare_case([real, cls], [(0, 1)], case), not compare_case([old, cls], [(0, 1)], case),
+            f"call {json.dumps(call_file(entry.call))}")
+
+
 def _changes_left_out(cls: type, n: int) -> list:
     """The register entries of rung ``n`` on whose own trace or call the
     stage still does what stage n-1 did, not what commit n does."""
     out = []
     for entry in entries_of(n):
-        real, old = stage(n), stage(n - 1)
-        if entry.trace is not None:
-            trace = validate(entry.trace)
-            if follow([real, cls], [(0, 1)], trace) and not follow([old, cls], [(0, 1)], trace):
-                out.append(entry)
-        else:
-            case = api_case(entry.call)
-            if compare_case([real, cls], [(0, 1)], case) and not compare_case([old, cls], [(0, 1)], case):
-                out.append(entry)
+        yours, like_old, _ = _against_entry(cls, entry)
+        if yours and like_old:
+            out.append(entry)
     return out
 
 
@@ -131,17 +139,7 @@ def _register(cls: type, n: int) -> Check:
                                        f"neither does your stage on the rung's traces")
     details, kept = [], []
     for entry in entries:
-        real, old = stage(n), stage(n - 1)
-        if entry.trace is not None:
-            trace = validate(entry.trace)
-            yours = follow([real, cls], [(0, 1)], trace)
-            like_old = not follow([old, cls], [(0, 1)], trace)
-            reproducer = f"trace {json.dumps(trace.as_dict())}"
-        else:
-            case = api_case(entry.call)
-            yours = compare_case([real, cls], [(0, 1)], case)
-            like_old = not compare_case([old, cls], [(0, 1)], case)
-            reproducer = f"call {json.dumps(call_file(entry.call))}"
+        yours, like_old, reproducer = _against_entry(cls, entry)
         if not yours:
             kept.append(entry)
             continue
