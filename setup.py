@@ -18,6 +18,7 @@ class BuildPyWithDocs(build_py):
         if getattr(self, "editable_mode", False):
             return
         data = Path(self.build_lib) / "dirty_ladder" / "data"
+        self.mkpath(str(data))
         for name in SHIPPED:
             self.copy_file(name, str(data / Path(name).name))
 

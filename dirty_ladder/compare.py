@@ -234,9 +234,10 @@ def follow(classes: list[type], pairs: list[tuple[int, int]], trace: Trace,
 
 
 # ------------------------------------------------------------------ the API level
-# parameter name -> what the check passes for it; two functions are compared
-# when their parameters ask for the same things in the same order (a flag
-# mask and a client number both name "who", converted for each stage)
+# parameter name -> what the check passes for it (a flag mask and a client
+# number both name "who", converted for each stage); two functions are
+# compared when their parameters ask for the same things, a range given by
+# its end counting as one given by its length (see api_functions)
 API_PARAMS = {"addr": "addr", "ram_addr": "addr", "addr1": "addr", "start": "addr",
               "length": "length", "size": "length", "end": "end",
               "dirty_flag": "who", "dirty_flags": "who", "client": "who", "enable": "enable"}
@@ -353,8 +354,9 @@ def call_text(cls: type, function: str, args: dict[str, Any]) -> str:
             value = str(args["addr"] + args["length"])
         elif kind == "who" and p == "client":
             value = "DIRTY_MEMORY_" + args["client"].upper()
-        elif kind == "who":
-            value = args["client"].upper() + "_DIRTY_FLAG"
+        elif kind == "who":                    # a flag mask: by name where the stage has one
+            name = args["client"].upper() + "_DIRTY_FLAG"
+            value = name if hasattr(cls, name) else hex(client_flag(cls, args["client"]))
         elif kind == "enable":
             value = str(args["enable"])
         else:

@@ -108,17 +108,23 @@ def _explained_by(cls: type, n: int, missing: list, failed: list) -> bool:
 
 
 def _against_entry(cls: type, entry) -> tuple[dict, bool, str]:
-    """A register entry's own trace (or call) on the stage: how it differs
-    from the real stage there, whether it does just what the stage before
-    did, and the reproducer as JSON."""
+    """A register entry's own trace and call (it has one or both) on the
+    stage: how it differs from the real stage there, whether it does just
+    what the stage before did on all of them, and the reproducers as JSON."""
     real, old = stage(entry.rung), stage(entry.rung - 1)
+    yours: dict = {}
+    like_old, reproducers = True, []
     if entry.trace is not None:
         trace = validate(entry.trace)
-        return (follow([real, cls], [(0, 1)], trace), not follow([old, cls], [(0, 1)], trace),
-                f"trace {json.dumps(trace.as_dict())}")
-    case = api_case(entry.call)
-    return (compare_case([real, cls], [(0, 1)], case), not compare_case([old, cls], [(0, 1)], case),
-            f"call {json.dumps(call_file(entry.call))}")
+        yours.update(follow([real, cls], [(0, 1)], trace))
+        like_old = like_old and not follow([old, cls], [(0, 1)], trace)
+        reproducers.append(f"trace {json.dumps(trace.as_dict())}")
+    if entry.call is not None:
+        case = api_case(entry.call)
+        yours.update(compare_case([real, cls], [(0, 1)], case))
+        like_old = like_old and not compare_case([old, cls], [(0, 1)], case)
+        reproducers.append(f"call {json.dumps(call_file(entry.call))}")
+    return yours, like_old, " and its ".join(reproducers)
 
 
 def _changes_left_out(cls: type, n: int) -> list:

@@ -522,3 +522,14 @@ def test_a_register_call_can_be_saved_and_replayed(capsys, tmp_path):
         assert rc == 0
         kinds[n] = json.loads(out)["outcome"]["result"][0]
     assert kinds == {1: "int", 2: "NoneType"}
+
+
+def test_a_flag_mask_without_its_name_is_written_as_the_value_passed():
+    # from stage 13 the *_DIRTY_FLAG names are gone; a user's function that
+    # still takes a mask gets 1 << DIRTY_MEMORY_MIGRATION: 0x8 at stage 13,
+    # 0x4 from stage 14 (5adca7ace moves migration to bit 2)
+    from dirty_ladder.compare import call_text
+    args = {"addr": 0, "length": 0, "client": "migration", "enable": 0}
+    for n, text in ((12, "MIGRATION_DIRTY_FLAG"), (13, "0x8"), (14, "0x4")):
+        cls = type("Mine", (stage(n),), {"f": lambda self, addr, dirty_flags: None})
+        assert call_text(cls, "f", args) == f"f(addr=0, dirty_flags={text})"

@@ -149,3 +149,27 @@ def test_a_stage_that_raises_fails_its_checks_in_one_line_each(capsys, tmp_path)
     assert f"your stage raised TypeError: oops at {path}:8" in out
     code, out, err = run(capsys, "check", "--stage-file", str(path), "--exhaustive", "--level", "api")
     assert code == 1 and err.strip().endswith(f"your stage raised TypeError: oops at {path}:8")
+
+
+def test_a_stage_that_forgets_one_of_two_intertwined_changes_is_told_which(capsys, tmp_path):
+    # stage 30 whose tlb_reset_dirty_range_all no longer rounds its start:
+    # tlb-reset-rounds-start left out (stage 29's behaviour on its call), but
+    # on tlb-reset-short-range's own trace and call it does something neither
+    # stage 29 nor stage 30 does, and that is not "still what stage 29 did"
+    path = tmp_path / "forgot30.py"
+    path.write_text(
+        "from stages.s30_reset_dirty_takes_length import Stage as Real\n"
+        "from stages.common import TARGET_PAGE_ALIGN\n\n\n"
+        "class Stage(Real):\n    STAGE = 30\n\n"
+        "    def tlb_reset_dirty_range_all(self, start, length):\n"
+        "        end = TARGET_PAGE_ALIGN(start + length)\n"
+        "        block = self.machine.qemu_get_ram_block(start)\n"
+        "        assert block is self.machine.qemu_get_ram_block(end - 1)\n"
+        "        self.machine.cpu_tlb_reset_dirty_all(block.host + (start - block.offset), length)\n")
+    code, out, _ = run(capsys, "verify", str(path), "--json")
+    assert code == 1
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    details = {d.split(" ", 1)[0]: d for d in checks["register"]["details"]}
+    assert "still does what stage 29 did" in details["tlb-reset-rounds-start"]
+    assert "your stage differs from commit 30" in details["tlb-reset-short-range"]
+    assert "without its behaviour change" not in checks["rung"]["summary"]
