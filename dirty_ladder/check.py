@@ -19,7 +19,6 @@ from typing import Any, Callable, Iterable
 from .compare import LEVELS, Difference, RungResult, call_file
 
 
-
 @dataclass(frozen=True)
 class How:
     """How to check: ``scope`` (a name or file) for the exhaustive check,

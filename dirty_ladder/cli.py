@@ -459,7 +459,7 @@ def read_call(path: str) -> dict | None:
     """A ``dirty-call/1`` file (an API-level reproducer) as a call, or None
     when the file is something else (a trace: read_trace says what is wrong)."""
     from .compare import parse_call
-    from .trace import TraceError
+    from .trace import CALL_FORMAT, TraceError
     if path == "-" or not os.path.isfile(path):
         return None
     try:
@@ -467,7 +467,7 @@ def read_call(path: str) -> dict | None:
             raw = json.load(fh)
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
-    if not isinstance(raw, dict) or raw.get("format") != "dirty-call/1":
+    if not isinstance(raw, dict) or raw.get("format") != CALL_FORMAT:
         return None
     try:
         return parse_call(raw)

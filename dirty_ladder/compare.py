@@ -38,7 +38,7 @@ import numpy as np
 
 from .machine import Machine, clone
 from .register import Divergence, entries_of, signature_matches
-from .trace import CLIENTS, DEFAULT_CONFIG, TARGET_PAGE_SIZE, Config, Trace
+from .trace import CALL_FORMAT, CLIENTS, DEFAULT_CONFIG, TARGET_PAGE_SIZE, Config, Trace
 from .views import client_flag, dirty_pages_of, load_dirty, raw_state, representation
 
 LEVELS = ("machine", "repr", "api")
@@ -316,52 +316,49 @@ def api_case(call: dict) -> ApiCase:
                    call["function"], args)
 
 
-def call_args(st, fn, args: dict[str, Any]) -> list[Any]:
-    """The arguments of ``fn`` at stage ``st`` for the abstract ``args``
-    (addr, length, client by name, enable): a client becomes that stage's
-    flag mask or client number, ``end`` is ``addr + length``."""
+def _arguments(stage, fn, args: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """Each parameter of ``fn`` (after self) that the check fills: its name,
+    its kind (see API_PARAMS) and the value passed at ``stage`` (a class or
+    an instance) for the abstract ``args`` (addr, length, client by name,
+    enable): a client becomes that stage's flag mask or client number,
+    ``end`` is ``addr + length``."""
     out = []
     for p in list(inspect.signature(fn).parameters)[1:]:
         kind = API_PARAMS.get(p)
         if kind == "addr":
-            out.append(args["addr"])
+            out.append((p, kind, args["addr"]))
         elif kind == "length":
-            out.append(args["length"])
+            out.append((p, kind, args["length"]))
         elif kind == "end":
-            out.append(args["addr"] + args["length"])
+            out.append((p, kind, args["addr"] + args["length"]))
         elif kind == "who" and p == "client":
-            out.append(getattr(st, "DIRTY_MEMORY_" + args["client"].upper()))
+            out.append((p, kind, getattr(stage, "DIRTY_MEMORY_" + args["client"].upper())))
         elif kind == "who":
-            out.append(client_flag(st, args["client"]))
+            out.append((p, kind, client_flag(stage, args["client"])))
         elif kind == "enable":
-            out.append(args["enable"])
+            out.append((p, kind, args["enable"]))
     return out
+
+
+def call_args(st, fn, args: dict[str, Any]) -> list[Any]:
+    """The arguments of ``fn`` at stage ``st`` for the abstract ``args``."""
+    return [value for _, _, value in _arguments(st, fn, args)]
 
 
 def call_text(cls: type, function: str, args: dict[str, Any]) -> str:
     """The call :func:`call_args` makes, written with the function's own
     parameter names: ``cpu_physical_memory_set_dirty_flags(addr=0,
     dirty_flags=VGA_DIRTY_FLAG)``, ``..._reset_dirty(start=0, end=4096,
-    client=DIRTY_MEMORY_CODE)``."""
+    client=DIRTY_MEMORY_CODE)``; a client or a flag mask by its name where
+    the stage has one, else as the value passed."""
     parts = []
-    for p in list(inspect.signature(getattr(cls, function)).parameters)[1:]:
-        kind = API_PARAMS.get(p)
-        if kind == "addr":
-            value = str(args["addr"])
-        elif kind == "length":
-            value = str(args["length"])
-        elif kind == "end":
-            value = str(args["addr"] + args["length"])
-        elif kind == "who" and p == "client":
-            value = "DIRTY_MEMORY_" + args["client"].upper()
-        elif kind == "who":                    # a flag mask: by name where the stage has one
-            name = args["client"].upper() + "_DIRTY_FLAG"
-            value = name if hasattr(cls, name) else hex(client_flag(cls, args["client"]))
-        elif kind == "enable":
-            value = str(args["enable"])
+    for p, kind, value in _arguments(cls, getattr(cls, function), args):
+        if kind == "who":
+            name = ("DIRTY_MEMORY_" + args["client"].upper() if p == "client"
+                    else args["client"].upper() + "_DIRTY_FLAG")
+            parts.append(f"{p}={name if hasattr(cls, name) else hex(value)}")
         else:
-            continue
-        parts.append(f"{p}={value}")
+            parts.append(f"{p}={value}")
     return f"{function}({', '.join(parts)})"
 
 
@@ -523,7 +520,6 @@ def problems(result: RungResult) -> list[str]:
 
 
 # ------------------------------------------------------------------ dirty-call/1 files
-CALL_FORMAT = "dirty-call/1"
 CALL_ARGS = {"addr": int, "length": int, "client": str, "enable": int}
 STATE_KEYS = ("sizes", "clients", "spare", "tlb_dirty", "in_migration")
 
@@ -534,7 +530,7 @@ def parse_call(raw: Any) -> dict[str, Any]:
     loaded directly, or ``trace``, a list of ops replayed first) and the call
     (``function`` and ``args``: addr, length, client, enable)."""
     from .trace import FORMAT, TraceError, _config, validate
-    if not isinstance(raw, dict) or raw.get("format") != "dirty-call/1":
+    if not isinstance(raw, dict) or raw.get("format") != CALL_FORMAT:
         raise TraceError("not a dirty-call/1 object")
     unknown = sorted(set(raw) - {"format", "config", "state", "trace", "call"})
     if unknown:

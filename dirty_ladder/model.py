@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import difflib
 import inspect
+import math
 import re
 import sys
 import textwrap
@@ -773,7 +774,10 @@ def cost_changes(n: int, bench: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 def _ns(x: float) -> str:
     """A time in ns, three significant digits, never in e-notation."""
-    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+    if x >= 100 or x <= 0:
+        return f"{x:,.0f}"
+    decimals = 2 - math.floor(math.log10(x))         # three significant digits
+    return f"{x:.{decimals}f}".rstrip("0").rstrip(".")
 
 
 def cost_text(c: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ TARGET_PAGE_BITS = 12
 TARGET_PAGE_SIZE = 1 << TARGET_PAGE_BITS
 
 FORMAT = "dirty-trace/1"
+CALL_FORMAT = "dirty-call/1"      # an API-level reproducer (dirty_ladder/compare.py, parse_call)
 RESULT_FORMAT = "dirty-trace-result/1"
 CLIENTS = ("vga", "code", "migration")
 HOST_PAGE_SIZES = (4096, 65536)
@@ -168,10 +169,10 @@ def validate(raw: Any) -> Trace:
     if not isinstance(raw, dict):
         raise TraceError(f"a trace must be a JSON object, not {type(raw).__name__}")
     if "format" not in raw:
-        raise TraceError(f"no 'format' field: a trace says \"format\": \"{FORMAT}\" (a call: \"dirty-call/1\")")
+        raise TraceError(f"no 'format' field: a trace says \"format\": \"{FORMAT}\" (a call: \"{CALL_FORMAT}\")")
     if raw["format"] != FORMAT:
         raise TraceError(f"unknown format {json.dumps(raw['format'])}: a trace says \"format\": \"{FORMAT}\" "
-                         f"(a call: \"dirty-call/1\")")
+                         f"(a call: \"{CALL_FORMAT}\")")
     unknown = sorted(set(raw) - {"format", "config", "ops"})
     if unknown:
         raise TraceError(f"unknown top-level field {unknown[0]!r}")

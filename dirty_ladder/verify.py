@@ -64,6 +64,14 @@ class Verdict:
                            for c in self.checks]}
 
 
+def _register_without(missing: list) -> list:
+    """The register less the entries in ``missing``: with it, the bridge of
+    their rung is stage n-1 with only the rung's other changes."""
+    from .register import load_register
+    ids = {e.id for e in missing}
+    return [e for e in load_register() if e.id not in ids]
+
+
 def _rung(cls: type, n: int, scope_name: str, progress, missing: list) -> Check:
     from .explore import check_rung, load_scope
     scope = load_scope(scope_name)
@@ -72,10 +80,7 @@ def _rung(cls: type, n: int, scope_name: str, progress, missing: list) -> Check:
     if result.new:
         if missing:
             # the same exploration with the bridge left without those changes
-            from .register import load_register
-            ids = {e.id for e in missing}
-            rest = [e for e in load_register() if e.id not in ids]
-            if not check_rung(n, scope, register=rest, stand_in=cls).new:
+            if not check_rung(n, scope, register=_register_without(missing), stand_in=cls).new:
                 names = ", ".join(e.id for e in missing)
                 return Check("rung", False,
                              f"rung {n:02d}: your stage is commit {n:02d} without its behaviour change(s) {names}: "
@@ -96,9 +101,7 @@ def _explained_by(cls: type, n: int, missing: list, failed: list) -> bool:
     n-1 with all of rung n's overrides but those of ``missing`` gives."""
     from .bridges import bridge
     from .machine import replay
-    from .register import load_register
-    ids = {e.id for e in missing}
-    without = bridge(n, [e for e in load_register() if e.id not in ids])
+    without = bridge(n, _register_without(missing))
     for vector in failed:
         trace = validate(vector["trace"])
         yours, theirs = replay(cls, trace), replay(without, trace)
@@ -127,25 +130,14 @@ def _against_entry(cls: type, entry) -> tuple[dict, bool, str]:
     return yours, like_old, " and its ".join(reproducers)
 
 
-def _changes_left_out(cls: type, n: int) -> list:
-    """The register entries of rung ``n`` on whose own trace or call the
-    stage still does what stage n-1 did, not what commit n does."""
-    out = []
-    for entry in entries_of(n):
-        yours, like_old, _ = _against_entry(cls, entry)
-        if yours and like_old:
-            out.append(entry)
-    return out
-
-
-def _register(cls: type, n: int) -> Check:
+def _register(n: int, against: Callable) -> Check:
     entries = entries_of(n)
     if not entries:
         return Check("register", True, f"commit {n:02d} changed no behaviour the register names; "
                                        f"neither does your stage on the rung's traces")
     details, kept = [], []
     for entry in entries:
-        yours, like_old, reproducer = _against_entry(cls, entry)
+        yours, like_old, reproducer = against(entry)
         if not yours:
             kept.append(entry)
             continue
@@ -205,12 +197,19 @@ def verify(cls: type, file: str, scope: str = "ci", progress: Callable[[dict], N
     check with the place it was raised."""
     n = cls.STAGE
     checks = []
-    try:
-        missing = _changes_left_out(cls, n)
-    except Exception:                      # noqa: BLE001 -- the stage raised: the checks below say where
+    seen: dict[str, tuple] = {}
+
+    def against(entry) -> tuple:           # each entry's trace and call replayed once
+        if entry.id not in seen:
+            seen[entry.id] = _against_entry(cls, entry)
+        return seen[entry.id]
+
+    try:                                   # the entries whose change the stage left out
+        missing = [e for e in entries_of(n) if against(e)[0] and against(e)[1]]
+    except Exception:                      # noqa: BLE001 -- the stage raised: the register check says where
         missing = []
     for name, run in (("rung", lambda: _rung(cls, n, scope, progress, missing)),
-                      ("register", lambda: _register(cls, n)),
+                      ("register", lambda: _register(n, against)),
                       ("conformance", lambda: _conformance(cls, n, missing))):
         try:
             checks.append(run())

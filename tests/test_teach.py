@@ -474,6 +474,7 @@ def test_a_number_is_a_stage_and_chN_a_chapter(capsys):
     (1455, 1506, "1,455 -> 1,506 ns per page (4% dearer)"),     # within 10%: a percentage
     (1523, 0.094, "1,523 -> 0.094 ns per page (16,202x cheaper)"),
     (0.0176, 0.0128, "0.0176 -> 0.0128 ns per page (1.4x cheaper)"),   # never 1.76e-02
+    (0.0000246, 0.0000123, "0.0000246 -> 0.0000123 ns per page (2.0x cheaper)"),   # nor 1.23e-05
     (525, 1623, "525 -> 1,623 ns per page (3.1x dearer)"),
 ])
 def test_a_cost_change_reads_as_a_person_would_say_it(before, after, text):
