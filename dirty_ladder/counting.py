@@ -37,7 +37,7 @@ import numpy as np
 from .machine import Machine
 from .trace import TARGET_PAGE_SIZE, Config
 
-SIZES = (64, 256)                   # pages of the block, whole words, the first block of RAM
+SIZES = (128, 256)                  # pages of the block, whole words, the first block of RAM
 CONFIG = Config(host_page_size=4096, accel="kvm", xen=False)
 PAGE, WORD, RANGE = "page", "word", "range"
 ORDER_TEXT = {PAGE: "one page at a time", WORD: "one 64-bit word at a time", RANGE: "the whole range at once"}

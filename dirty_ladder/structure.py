@@ -26,8 +26,8 @@ gaps as sentences a learner can act on.
 
 from __future__ import annotations
 
-import inspect
-import sys
+import ast
+import textwrap
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -38,8 +38,7 @@ from .machine import Machine
 from .trace import validate
 from .views import CLIENTS, client_flag, raw_state, representation
 
-ASPECTS = ("behaviour", "representation", "api", "calls", "cost", "declarations")
-STRUCTURE = ASPECTS[1:]
+ASPECTS = ("behaviour", "representation", "api", "calls", "refusals", "cost", "declarations", "source")
 
 
 @dataclass
@@ -179,8 +178,8 @@ def api_gaps(cls: type, n: int) -> list[str]:
                         f"({', '.join(mine.params)})")
         old = before.functions.get(name)
         if old is not None and old.returns != fn.returns and mine.returns != fn.returns:
-            gaps.append(f"{name}: commit {n:02d} changes its return type from {old.returns or 'none said'} "
-                        f"to {fn.returns or 'none said'}; yours says {mine.returns or 'none'}")
+            gaps.append(f"{name}: commit {n:02d} changes its return type from {_returns(old.returns)} "
+                        f"to {_returns(fn.returns)}; yours is {_returns(mine.returns)}")
     for name in sorted(set(have.functions) - set(want.functions)):
         if name in before.functions:
             gaps.append(f"commit {n:02d} removes {name}; your Stage still has it (write "
@@ -196,6 +195,10 @@ def api_gaps(cls: type, n: int) -> list[str]:
         if name in before.constants:
             gaps.append(f"commit {n:02d} removes the constant {name}; your Stage still has it")
     return gaps
+
+
+def _returns(text: str) -> str:
+    return f"-> {text}" if text else "unannotated"
 
 
 # ------------------------------------------------------------------ declarations
@@ -219,55 +222,58 @@ SERVICES = ("tcg_enabled", "getpagesize", "xen_modified_memory", "tb_invalidate_
             "qemu_get_ram_block", "last_ram_offset", "address_space_sync_dirty_bitmap", "ram_block_add")
 
 
-def _functions(cls: type) -> dict:
-    """code object -> the name the class binds it under, for every function
-    of the class and its bases (the stage's own code, or a user's)."""
-    out = {}
-    for klass in reversed(cls.__mro__):
-        for name, value in vars(klass).items():
-            func = getattr(value, "__func__", value)
-            if inspect.isfunction(func) and not name.startswith("_"):
-                out[func.__code__] = name
+def _public_functions(cls: type) -> list[str]:
+    return [name for name in dir(cls) if not name.startswith("_") and function_of_class(cls, name) is not None]
+
+
+def function_of_class(cls: type, name: str):
+    from .model import function_of
+    return function_of(cls, name)
+
+
+def _references(cls: type, name: str, targets: set[str]) -> set[str]:
+    """The names of ``targets`` that the function ``name`` of ``cls``
+    refers to: ``self.X``, ``self.machine.X`` or a bare ``X`` (a helper
+    imported as QEMU's code calls it); a ``super().name`` reference brings
+    in what the parent's version refers to."""
+    from .model import resolve
+    owner, _ = resolve(cls, name)
+    fn = function_of_class(cls, name)
+    if fn is None:
+        return set()
+    try:
+        tree = ast.parse(fn.source)
+    except SyntaxError:
+        return set()
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in targets:
+            base = node.value
+            if isinstance(base, ast.Name) and base.id == "self":
+                out.add(node.attr)
+            elif isinstance(base, ast.Attribute) and base.attr == "machine" and \
+                    isinstance(base.value, ast.Name) and base.value.id == "self":
+                out.add(node.attr)
+            elif isinstance(base, ast.Call) and isinstance(base.func, ast.Name) and base.func.id == "super":
+                if node.attr == name and owner is not None and len(owner.__mro__) > 1:
+                    out |= _references(owner.__mro__[1], name, targets)
+                else:
+                    out.add(node.attr)
+        elif isinstance(node, ast.Name) and node.id in targets and isinstance(node.ctx, ast.Load):
+            out.add(node.id)
+    out.discard(name)
     return out
 
 
-def call_edges(cls: type, traces: list) -> set[tuple[str, str]]:
-    """(caller, callee) for every call a function of ``cls`` makes to
-    another function of ``cls`` or to a service of the machine, while the
-    traces run.  A call to a function of the same name (``super()``) is the
-    same function going on, not an edge, so inherited code inlined by hand
+def call_edges(cls: type) -> set[tuple[str, str]]:
+    """(caller, callee): every function of ``cls`` that refers to another
+    function of ``cls`` or to a service of the machine, read from the
+    source (statically, every branch).  A ``super()`` call of the same
+    function is that function going on, so inherited code inlined by hand
     gives the same edges as the ``super()`` call it replaces."""
-    own = _functions(cls)
-    services = {getattr(Machine, name).__code__: name for name in SERVICES}
-    names = {**services, **own}
-    edges: set[tuple[str, str]] = set()
-
-    def hook(frame, event, arg):             # settrace's global hook: Python calls only, no line events
-        callee = names.get(frame.f_code)
-        if callee is None:
-            return
-        f = frame.f_back
-        while f is not None and f.f_code not in names:
-            f = f.f_back
-        if f is None or f.f_code not in own:
-            return
-        caller = own[f.f_code]
-        if caller != callee:
-            edges.add((caller, callee))
-
-    old = sys.gettrace()
-    sys.settrace(hook)
-    try:
-        for trace in traces:
-            machine = Machine(cls, trace.config)
-            for op in trace.ops:
-                try:
-                    machine.run_op(op)
-                except Exception:      # noqa: BLE001 -- a refusal ends the trace; the behaviour checks judge it
-                    break
-    finally:
-        sys.settrace(old)
-    return edges
+    names = _public_functions(cls)
+    targets = set(names) | set(SERVICES)
+    return {(caller, callee) for caller in names for callee in _references(cls, caller, targets)}
 
 
 def edges_text(edges: set[tuple[str, str]]) -> list[str]:
@@ -277,15 +283,104 @@ def edges_text(edges: set[tuple[str, str]]) -> list[str]:
     return [f"{caller} calls {', '.join(callees)}" for caller, callees in by.items()]
 
 
-def call_gaps(cls: type, n: int, traces: list, real_edges: set | None = None) -> list[str]:
-    """How the calls ``cls`` makes differ from stage n's on ``traces``."""
-    want = call_edges(stage(n), traces) if real_edges is None else real_edges
-    have = call_edges(cls, traces)
+@cache
+def _stage_edges(n: int) -> frozenset:
+    return frozenset(call_edges(stage(n)))
+
+
+def call_gaps(cls: type, n: int) -> list[str]:
+    """How the calls of ``cls`` differ from stage n's."""
+    want, have = set(_stage_edges(n)), call_edges(cls)
     gaps = []
     for caller, callee in sorted(want - have):
         gaps.append(f"commit {n:02d}'s {caller} calls {callee}; yours does not")
     for caller, callee in sorted(have - want):
         gaps.append(f"your {caller} calls {callee}; commit {n:02d}'s does not")
+    return gaps
+
+
+# ------------------------------------------------------------------ refusals
+BAD_CLIENTS = (3, 7, 8)          # a spare bit of the byte, the last one, past the byte
+
+
+def _client_functions(cls: type) -> list[str]:
+    out = []
+    for name in _public_functions(cls):
+        fn = function_of_class(cls, name)
+        if "client" in fn.params and set(fn.params) <= {"addr", "start", "length", "end", "client"}:
+            out.append(name)
+    return out
+
+
+def refusal_outcomes(cls: type, names: list[str]) -> dict[str, Any]:
+    """Each function of ``names`` called with each client of BAD_CLIENTS
+    (and the first page of a fresh 2-page block): its result, or the
+    exception it raised."""
+    out = {}
+    for name in names:
+        fn = function_of_class(cls, name)
+        for client in BAD_CLIENTS:
+            machine = Machine(cls)
+            machine.stage.qemu_ram_alloc_from_ptr(2 * 4096)
+            args = {"addr": 0, "start": 0, "length": 4096, "end": 4096, "client": client}
+            try:
+                result = getattr(machine.stage, name)(*[args[p] for p in fn.params])
+                outcome = f"returns {result!r}"
+            except Exception as exc:           # noqa: BLE001 -- the refusal is the outcome
+                outcome = f"raises {type(exc).__name__}"
+            out[f"{name}(client={client})"] = outcome
+    return out
+
+
+def refusal_gaps(cls: type, n: int) -> list[str]:
+    names = [f for f in _client_functions(stage(n)) if f in _client_functions(cls)]
+    want, have = refusal_outcomes(stage(n), names), refusal_outcomes(cls, names)
+    return [f"{call}: commit {n:02d} {want[call]}; yours {have[call]}" for call in want if want[call] != have[call]]
+
+
+def _refusal_change(n: int) -> list[str]:
+    before, after = _client_functions(stage(n - 1)), _client_functions(stage(n))
+    names = [f for f in after if f in before]
+    a, b = refusal_outcomes(stage(n - 1), names), refusal_outcomes(stage(n), names)
+    return [f"{call}: stage {n - 1:02d} {a[call]}; commit {n:02d} {b[call]}" for call in a if a[call] != b[call]]
+
+
+# ------------------------------------------------------------------ source
+def _tree(source: str) -> str:
+    """A function's code without its docstring and comments, to compare."""
+    tree = ast.parse(textwrap.dedent(source))
+    fdef = tree.body[0]
+    body = fdef.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        fdef.body = body[1:] or [ast.Pass()]
+    return ast.dump(fdef.body and ast.Module(fdef.body, []))
+
+
+def changed_functions(n: int) -> list[str]:
+    """The functions commit ``n`` rewrites (their code differs from stage n-1's)."""
+    from .model import function_of
+    out = []
+    for name, value in vars(stage(n)).items():
+        new, old = function_of(stage(n), name), function_of(stage(n - 1), name)
+        if new is None or old is None or name.startswith("_"):
+            continue
+        if _tree(new.inlined_source) != _tree(old.inlined_source):
+            out.append(name)
+    return out
+
+
+def source_gaps(cls: type, n: int) -> list[str]:
+    """The functions commit ``n`` rewrites that ``cls`` still has as stage
+    n-1 wrote them (comments and docstrings aside)."""
+    from .model import function_of
+    gaps = []
+    for name in changed_functions(n):
+        mine, old = function_of(cls, name), function_of(stage(n - 1), name)
+        if mine is None:
+            continue
+        if _tree(mine.inlined_source) in (_tree(old.inlined_source), _tree(old.source)):
+            gaps.append(f"your {name} is still stage {n - 1:02d}'s, line for line; commit {n:02d} rewrites it")
     return gaps
 
 
@@ -297,36 +392,28 @@ def probe_vectors(n: int) -> list[dict]:
     """The conformance vectors the quick tier runs for rung ``n``: those
     whose real result changed at commit n, and every PROBE_EVERY-th."""
     from .conformance import expected, vectors
-    out = []
-    for i, v in enumerate(vectors()):
-        if i % PROBE_EVERY == 0 or expected(v, n) != expected(v, n - 1):
-            out.append(v)
-    return out
+    return [v for i, v in enumerate(vectors()) if i % PROBE_EVERY == 0 or expected(v, n) != expected(v, n - 1)]
 
 
 def probe_traces(n: int) -> list:
-    """The traces the structural checks run: the register entries' traces of
-    rung ``n`` and the probe vectors' traces."""
+    """The traces the quick tier's representation check runs: the register
+    entries' traces of rung ``n`` and the probe vectors' traces."""
     from .register import entries_of
     traces = [validate(e.trace) for e in entries_of(n) if e.trace is not None]
     return traces + [validate(v["trace"]) for v in probe_vectors(n)]
 
 
 # ------------------------------------------------------------------ what commit N is about
-@cache
-def _edges(n: int) -> frozenset:
-    return frozenset(call_edges(stage(n), probe_traces(n)))
-
-
-def real_edges(n: int) -> set:
-    """Stage ``n``'s call edges on rung ``n``'s probe traces."""
-    return set(_edges(n))
-
-
-def _edge_change(n: int) -> tuple[set, set]:
-    traces = probe_traces(n)
-    before, after = call_edges(stage(n - 1), traces), real_edges(n)
-    return after - before, before - after
+ASPECT_TEXT = {
+    "behaviour": "behaviour",
+    "representation": "representation: how the dirty state is held",
+    "api": "API surface: functions, parameters, return types, constants",
+    "calls": "calls: which functions each function calls",
+    "refusals": "refusals: what the functions do with a client outside the three",
+    "cost": "cost shape: the order of the work, counted",
+    "declarations": "declarations: where the C declares each name (DECLARED_IN)",
+    "source": "source: the function the commit rewrites",
+}
 
 
 @cache
@@ -335,13 +422,14 @@ def aspects(n: int) -> tuple[Aspect, ...]:
     aspect the commit changes, read off stages n-1 and n."""
     from . import counting
     from .register import entries_of
-    if not 1 <= n <= len(ASPECTS) * 0 + 39:
-        raise ValueError(f"commit {n}: commits are 1 to 39")
+    from stages import LAST
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= LAST:
+        raise ValueError(f"commit {n!r}: commits are 1 to {LAST}")
     out = []
     entries = entries_of(n)
     if entries:
-        out.append(Aspect("behaviour", f"behaviour as stage {n - 1:02d}'s except the register's "
-                                       f"{len(entries)} change(s) of commit {n:02d}, bugs included",
+        out.append(Aspect("behaviour", f"behaves as stage {n - 1:02d} except for the register's "
+                                       f"{len(entries)} behaviour change(s) of commit {n:02d}, bugs included",
                           [f"{e.id} ({e.status}): {e.what}" for e in entries]))
     else:
         out.append(Aspect("behaviour", f"behaviour kept: the same results as stage {n - 1:02d} on every "
@@ -353,27 +441,32 @@ def aspects(n: int) -> tuple[Aspect, ...]:
                           [f"stage {n - 1:02d}: {layout_text(a)}", f"commit {n:02d}: {layout_text(b)}"]))
     gaps = api_gaps(stage(n - 1), n)
     if gaps:
-        out.append(Aspect("api", "the functions, their parameters and the constants change", gaps))
-    added, dropped = _edge_change(n)
-    if added or dropped:
+        out.append(Aspect("api", "the functions, their parameters or the constants change", gaps))
+    before, after = _stage_edges(n - 1), _stage_edges(n)
+    if before != after:
         out.append(Aspect("calls", "who calls whom changes",
-                          [f"now: {t}" for t in edges_text(added)]
-                          + [f"no longer: {t}" for t in edges_text(dropped)]))
+                          [f"now: {t}" for t in edges_text(after - before)]
+                          + [f"no longer: {t}" for t in edges_text(before - after)]))
+    refusals = _refusal_change(n)
+    if refusals:
+        out.append(Aspect("refusals", "what the functions do with a client number outside the three "
+                                      "(C's assertions) changes", refusals))
     changed = counting.changed_ops(n)
     if changed:
-        before, after = counting.stage_shapes(n - 1), counting.stage_shapes(n)
+        shapes_a, shapes_b = counting.stage_shapes(n - 1), counting.stage_shapes(n)
         out.append(Aspect("cost", "an operation changes the order of its work (counted, not timed)",
-                          [f"{op}: {counting.ORDER_TEXT[before[op].order]} -> "
-                           f"{counting.ORDER_TEXT[after[op].order]}" for op in changed]))
+                          [f"{op}: {counting.ORDER_TEXT[shapes_a[op].order]} -> "
+                           f"{counting.ORDER_TEXT[shapes_b[op].order]}" for op in changed]))
     if stage(n).DECLARED_IN != stage(n - 1).DECLARED_IN:
         out.append(Aspect("declarations", "where the C declares names changes (DECLARED_IN)",
                           declaration_gaps(stage(n - 1), n)))
+    if not entries and {x.name for x in out} <= {"behaviour", "declarations"} and changed_functions(n):
+        out.append(Aspect("source", "a local rewrite that no check can see from outside: the functions it "
+                                    "rewrites must be rewritten, and behave as before",
+                          [f"{name}" for name in changed_functions(n)]))
     return tuple(out)
 
 
 def text_only(n: int) -> bool:
-    """A commit that changes no Python behaviour, representation, API,
-    calls or cost: only where the C declares things."""
-    names = [a.name for a in aspects(n)]
-    from .register import entries_of
-    return not entries_of(n) and names == ["behaviour", "declarations"]
+    """A commit with no Python change but where the C declares things."""
+    return [a.name for a in aspects(n)] == ["behaviour", "declarations"] and not changed_functions(n)
