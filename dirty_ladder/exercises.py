@@ -23,6 +23,7 @@ import builtins
 import datetime
 import importlib.util
 import json
+import linecache
 import os
 import re
 import sys
@@ -49,18 +50,23 @@ class StageFileError(Exception):
 # ------------------------------------------------------------------ loading a user's module
 def load_stage_file(path: str | os.PathLike, n: int | None) -> type:
     """The ``Stage`` class of the module at ``path``, checked to stand in for
-    stage ``n`` (``None``: whichever stage its ``STAGE`` names).  Raises
-    :class:`StageFileError` with a one-line message when the file does not
-    import, has no ``Stage`` class, names another stage, or does not
-    subclass the stage before it."""
+    stage ``n`` (``None``: whichever stage its ``STAGE`` names).  The module
+    is loaded inside the ``stages`` package, so a copy of a stage module
+    with its relative imports (``from . import s26_find_next_bit as
+    parent``) loads as the ladder's own do, and so does one that imports
+    ``stages`` absolutely.  Raises :class:`StageFileError` with a one-line
+    message when the file does not import (saying how to write its imports
+    when that is why), has no ``Stage`` class, names another stage, or does
+    not subclass the stage before it."""
     p = Path(path)
     if not p.is_file():
         raise StageFileError(f"{path}: no such file")
-    name = model.USER_MODULE_PREFIX + re.sub(r"\W", "_", p.stem) + f"_{abs(hash(str(p.resolve()))):x}"
+    name = "stages." + model.USER_MODULE_PREFIX + re.sub(r"\W", "_", p.stem) + f"_{abs(hash(str(p.resolve()))):x}"
     spec = importlib.util.spec_from_file_location(name, p)
     if spec is None or spec.loader is None:
         raise StageFileError(f"{path}: not a Python module")
     module = importlib.util.module_from_spec(spec)
+    linecache.checkcache(str(p))                 # a file edited since it was last read (--watch)
     sys.modules[name] = module                   # inspect and the diff read it back by name
     try:
         spec.loader.exec_module(module)
@@ -75,6 +81,9 @@ def load_stage_file(path: str | os.PathLike, n: int | None) -> type:
             if Path(tb.tb_frame.f_code.co_filename) == p:
                 line = f":{tb.tb_lineno}"
             tb = tb.tb_next
+        how = _import_advice(exc)
+        if how:
+            raise StageFileError(f"{path}{line}: {how}") from None
         raise StageFileError(f"{path}{line}: does not import: {model.exception_text(exc)}") from None
     cls = vars(module).get("Stage")
     if not isinstance(cls, type):
@@ -93,6 +102,26 @@ def load_stage_file(path: str | os.PathLike, n: int | None) -> type:
         raise StageFileError(f"{path}: Stage does not subclass stage {got - 1:02d}'s Stage "
                              f"(from stages import {MODULES[got - 1]} as parent)")
     return cls
+
+
+IMPORTS_HOW = ("write its imports as a stage module does (from . import s26_find_next_bit as parent; "
+               "from .bitmap import bitmap_set) or absolutely (from stages import s26_find_next_bit as parent; "
+               "from stages.bitmap import bitmap_set)")
+
+
+def _import_advice(exc: BaseException) -> str:
+    """How to write the imports, when ``exc`` is an import of the ladder's
+    modules written another way ('' otherwise)."""
+    if not isinstance(exc, ImportError):
+        return ""
+    missing = getattr(exc, "name", None) or ""
+    ours = set(MODULES) | {"bitmap", "common"}
+    if isinstance(exc, ModuleNotFoundError) and missing.split(".")[0] in ours:
+        return f"cannot import {missing}: {IMPORTS_HOW}"
+    text = str(exc)
+    if "relative import" in text or "from 'stages'" in text or "(unknown location)" in text:
+        return f"cannot import ({' '.join(text.split())}): {IMPORTS_HOW}"
+    return ""
 
 
 # ------------------------------------------------------------------ progress

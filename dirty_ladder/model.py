@@ -44,7 +44,7 @@ def exception_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-USER_MODULE_PREFIX = "dirty_ladder_user_"     # the module name a user's stage file is loaded under
+USER_MODULE_PREFIX = "dirty_ladder_user_"     # the module name a user's stage file is loaded under (in stages.)
 
 
 def module_path(module_name: str) -> str:
@@ -52,7 +52,7 @@ def module_path(module_name: str) -> str:
     or, for a user's stage file, the path it was given as."""
     module = sys.modules.get(module_name)
     file = getattr(module, "__file__", None)
-    if not module_name.startswith(USER_MODULE_PREFIX) or not file:
+    if not module_name.rpartition(".")[2].startswith(USER_MODULE_PREFIX) or not file:
         return module_name.replace(".", "/") + ".py"
     return file
 

@@ -385,14 +385,17 @@ def source_gaps(cls: type, n: int) -> list[str]:
 
 
 # ------------------------------------------------------------------ the probe traces
-PROBE_EVERY = 6          # every 6th conformance trace, and every one whose expected result changes at the rung
+PROBE_EVERY = 8          # every 8th conformance trace ...
+PROBE_CHANGED = 12       # ... and the first 12 whose expected result changes at the rung
 
 
 def probe_vectors(n: int) -> list[dict]:
-    """The conformance vectors the quick tier runs for rung ``n``: those
-    whose real result changed at commit n, and every PROBE_EVERY-th."""
+    """The conformance vectors the quick tier runs for rung ``n``: the first
+    PROBE_CHANGED whose real result changed at commit n, and every
+    PROBE_EVERY-th of the others."""
     from .conformance import expected, vectors
-    return [v for i, v in enumerate(vectors()) if i % PROBE_EVERY == 0 or expected(v, n) != expected(v, n - 1)]
+    changed = [i for i, v in enumerate(vectors()) if expected(v, n) != expected(v, n - 1)][:PROBE_CHANGED]
+    return [v for i, v in enumerate(vectors()) if i % PROBE_EVERY == 0 or i in changed]
 
 
 def probe_traces(n: int) -> list:
