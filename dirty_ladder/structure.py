@@ -407,16 +407,9 @@ def probe_traces(n: int) -> list:
 
 
 # ------------------------------------------------------------------ what commit N is about
-ASPECT_TEXT = {
-    "behaviour": "behaviour",
-    "representation": "representation: how the dirty state is held",
-    "api": "API surface: functions, parameters, return types, constants",
-    "calls": "calls: which functions each function calls",
-    "refusals": "refusals: what the functions do with a client outside the three",
-    "cost": "cost shape: the order of the work, counted",
-    "declarations": "declarations: where the C declares each name (DECLARED_IN)",
-    "source": "source: the function the commit rewrites",
-}
+ASPECT_TEXT = {"behaviour": "behaviour", "representation": "representation", "api": "API surface",
+               "calls": "calls", "refusals": "refusals", "cost": "cost shape", "declarations": "declarations",
+               "source": "source"}
 
 
 @cache
@@ -447,7 +440,7 @@ def aspects(n: int) -> tuple[Aspect, ...]:
         out.append(Aspect("api", "the functions, their parameters or the constants change", gaps))
     before, after = _stage_edges(n - 1), _stage_edges(n)
     if before != after:
-        out.append(Aspect("calls", "who calls whom changes",
+        out.append(Aspect("calls", f"who calls whom changes: each function must call what commit {n:02d}'s calls",
                           [f"now: {t}" for t in edges_text(after - before)]
                           + [f"no longer: {t}" for t in edges_text(before - after)]))
     refusals = _refusal_change(n)

@@ -54,7 +54,7 @@ from .machine import Machine
 from .model import exception_text
 from .register import entries_of, load_register
 from .structure import ASPECT_TEXT, Aspect
-from .trace import CALL_FORMAT, DEFAULT_CONFIG, Config, Trace, validate
+from .trace import DEFAULT_CONFIG, Config, Trace, validate
 
 QUICK_DEPTH = 2          # the quick tier's rung traces: every trace of at most this many ops
 BLOCK_PAGES = 65_536     # the block size the cost messages speak of (256 MiB)
@@ -380,6 +380,8 @@ def _register_check(cls: type, n: int, file: str, reps: Reproducers, outcomes: l
     details = []
     for o in outcomes:
         e = o.entry
+        if o.state == "made":
+            continue
         where = " and ".join(([reps.trace(validate(e.trace))] if e.trace is not None else [])
                              + ([reps.call(e.call)] if e.call is not None else []))
         if o.state == "left out":
@@ -503,12 +505,12 @@ def _conformance_check(cls: type, n: int, file: str, reps: Reproducers, vs: list
             failed.append(vector)
             failures.append(f"{vector['id']} ({reps.trace(validate(vector['trace']))}): first difference at "
                             f"{diff[0]}: the real C gave {diff[1]!r}, yours {diff[2]!r}")
-    which = "every conformance trace" if tier == "full" else "the quick tier's conformance traces"
+    which = (f"the {len(vs)} conformance traces" if tier == "full"
+             else f"the quick tier's {len(vs)} conformance traces")
     if not failures:
-        return Check("conformance", "behaviour", True, f"{which} ({len(vs)}) give what the real C of commit "
+        return Check("conformance", "behaviour", True, f"all {which} give what the real C of commit "
                                                        f"{n:02d} gave", [], tier)
-    summary = (f"{len(failures)} of {which} ({len(vs)}) give something other than what the real C of commit "
-               f"{n:02d} gave")
+    summary = f"{len(failures)} of {which} give something other than what the real C of commit {n:02d} gave"
     if left_out:
         without = bridge(n, _without(left_out))
         if all((lambda a, b: (a["results"], a["state"]) == (b["results"], b["state"]))(
@@ -591,4 +593,79 @@ def aspect_lines(n: int) -> list[str]:
     return lines
 
 
-__all__ = ["Check", "Verdict", "verify", "failed_in", "aspect_lines", "CALL_FORMAT"]
+def text_only_lines(n: int) -> list[str]:
+    """What a text-only commit asks of a learner, said plainly."""
+    s = stage(n)
+    upstream = f"git show {s.UPSTREAM.split()[0]} in QEMU's history, " if s.UPSTREAM else ""
+    return [f"Commit {n:02d} has no code to write: it moves C declarations from one header to another, and "
+            f"the Python has no headers. Read it instead: {upstream}`dirty-ladder diff {n}`, "
+            f"`dirty-ladder tour {n}`. Then record what it moves: set DECLARED_IN in your Stage to where the C "
+            f"declares each name after the commit. That edit is how this exercise is done; an untouched "
+            f"file never is."]
+
+
+def header_lines(verdict_n: int, file: str) -> list[str]:
+    s = stage(verdict_n)
+    lines = [f"verify {file}: stage {verdict_n:02d}, {s.TITLE} (upstream {s.UPSTREAM or '-'})",
+             f"What done means for commit {verdict_n:02d}:"]
+    lines += [f"  {line}" for line in aspect_lines(verdict_n)]
+    if structure.text_only(verdict_n):
+        lines += [f"  {line}" for line in text_only_lines(verdict_n)]
+    return lines
+
+
+def tier_lines(verdict: dict, tier: str, shown: set[str]) -> list[str]:
+    """One tier's checks of a verdict (as_dict), then the reproducers it
+    introduced that were not shown yet (their ids are added to ``shown``)."""
+    title = ("quick tier (the first verdict)" if tier == "quick"
+             else "full tier (every trace and call of the scope, every conformance trace)")
+    lines = [f"{title}:"]
+    for c in verdict["checks"]:
+        if c["tier"] != tier:
+            continue
+        lines.append(f"  [{'ok' if c['ok'] else 'FAIL'}] {c['name']}: {c['summary']}")
+        lines += [f"         {line}" for d in c["details"] for line in d.splitlines()]
+    fresh = [r for r in verdict["reproducers"] if r["id"] not in shown]
+    if fresh:
+        lines.append("  traces (T) and calls (C) named above, as JSON: save one to a file and "
+                     "`dirty-ladder replay FILE --stage-file YOURS`:")
+        for r in fresh:
+            shown.add(r["id"])
+            lines.append(f"    {r['id']}: {json.dumps(r['json'])}")
+    return lines
+
+
+def closing_lines(verdict: dict, top: str = "dirty-ladder") -> list[str]:
+    n, file = verdict["stage"], verdict["file"]
+    if verdict["ok"]:
+        return [f"Your stage does what commit {n:02d} did, in every way the ladder checks. "
+                f"Marked done: {top} exercise --progress"]
+    failed = ", ".join(dict.fromkeys(verdict["failed"]))
+    if not verdict["complete"] and not verdict["failed"]:
+        return ["The full tier did not run."]
+    tail = ("" if verdict["complete"] else
+            "; the full tier runs once the quick one passes (--full runs it anyway)")
+    return [f"Not done yet: {failed} failed{tail}. Hints: {top} exercise {n} --hint; your change: "
+            f"{top} diff {n} --stage-file {file}"]
+
+
+# ------------------------------------------------------------------ --watch
+def watch(path: str, run: Callable[[], Any], stop_event=None, debounce_ms: int = 300) -> None:
+    """Call ``run()`` now and again after every save of ``path`` until
+    ``stop_event`` is set (or Ctrl-C).  The file's directory is watched
+    (watchfiles), so an editor that saves by writing a new file and
+    renaming it over the old one is seen too."""
+    from pathlib import Path
+
+    import watchfiles
+    target = Path(path).resolve()
+
+    def this_file(change, changed: str) -> bool:
+        return Path(changed).resolve() == target and change != watchfiles.Change.deleted
+
+    run()
+    for _ in watchfiles.watch(target.parent, watch_filter=this_file, stop_event=stop_event, debounce=debounce_ms,
+                              rust_timeout=500, yield_on_timeout=False, recursive=False):
+        if stop_event is not None and stop_event.is_set():
+            break
+        run()
