@@ -18,7 +18,9 @@ calls ``set_bit`` or indexes the numpy array itself, costs at least one line
 per page; a loop over 64-bit words about one line per 64 pages; numpy on a
 whole slice of words nothing per page.  That gives an operation's order
 (:func:`order_of`): one page at a time, one word at a time, or the whole
-range at once.
+range at once.  The last two are both what the series' optimisations do
+(QEMU's ``bitmap_set`` loops over words in C; this model's uses numpy), so
+a stage is judged by whether it works page by page or not.
 
 What the counter cannot see is work done inside C: numpy's own loops, or a
 ``map`` of a builtin over the pages.  The first is how the series' commits

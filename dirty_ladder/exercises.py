@@ -34,7 +34,7 @@ from typing import Any
 from stages import LAST, MODULES, stage
 from stages.common import removed
 
-from . import model
+from . import model, structure
 
 PROGRESS_FORMAT = "dirty-ladder-progress/1"
 TOOLBOX = ("stages.bitmap", "stages.common")   # star-imported by every starter
@@ -248,15 +248,40 @@ def inspect_module(value: Any) -> bool:
 
 
 # ------------------------------------------------------------------ the commit's description, without its code
-_SIMPLE = re.compile(r"^[A-Za-z_][\w.]*(\[[A-Za-z_][\w.]*\])?(\(\))?$")
+_SIMPLE = re.compile(r"^([A-Za-z_][\w.*]*(\[[A-Za-z_][\w.]*\])?(\(\))?|-?(0x[0-9a-fA-F]+|\d+))$")
+_CALL = re.compile(r"^([A-Za-z_][\w.]*)\(.*\)$", re.DOTALL)
 
 
 def redact(text: str) -> str:
-    """The text with every code literal that is more than a name (``name``,
-    ``a.b``, ``name()``, ``name[N]``) replaced by ``...``: the description
-    says what to do, the code is the exercise."""
-    return re.sub(r"``(.+?)``", lambda m: m.group(0) if _SIMPLE.match(m.group(1).strip()) else "``...``",
-                  text, flags=re.DOTALL)
+    """The text with every code literal that is more than a name or a number
+    (``name``, ``a.b``, ``name()``, ``name[N]``, ``0xff``) said in words
+    instead: a call keeps its function's name and leaves its arguments out,
+    anything else is named as an expression left out.  The description
+    says what to do; the code is the exercise."""
+    def words(m: re.Match) -> str:
+        code = m.group(1).strip()
+        if _SIMPLE.match(code):
+            return m.group(0)
+        call = _CALL.match(code)
+        if call and "(" not in call.group(1):
+            return f"``{call.group(1)}`` (its arguments are left for you to work out)"
+        return "(an expression, left out for you to write)"
+    return re.sub(r"``(.+?)``", words, text, flags=re.DOTALL)
+
+
+def helper_imports(n: int) -> list[str]:
+    """Imports of the helpers the stage modules before ``n`` define at
+    module level (stage 18's ``bitmap_zero_extend``), so that a starter can
+    call them by name, as QEMU's code does."""
+    import importlib
+    import inspect
+    lines = []
+    for k in range(n):
+        module = importlib.import_module(f"stages.{MODULES[k]}")
+        for name, value in vars(module).items():
+            if (not name.startswith("_") and inspect.isfunction(value) and value.__module__ == module.__name__):
+                lines.append(f"from stages.{MODULES[k]} import {name}")
+    return lines
 
 
 # ------------------------------------------------------------------ the starter module
@@ -321,14 +346,24 @@ def starter(n: int) -> str:
         body.insert(0, f"    DECLARED_IN = {{**parent.Stage.DECLARED_IN}}  # TODO: where the C declares "
                        f"each name after commit {n:02d}")
     what = redact(doc.what) or "(see the title)"
+    from .verify import aspect_lines, text_only_lines
+    done = [textwrap.fill(line, 79, initial_indent="    ", subsequent_indent="        ")
+            for line in aspect_lines(n)]
+    if structure.text_only(n):
+        done += ["", textwrap.fill(text_only_lines(n)[0], 79)]
     header = [
         f'"""Exercise {n:02d}: {doc.title}',
         "",
         f"Upstream: {doc.upstream or '- (not merged as such)'}.  Kind of step: {doc.kind}.",
         "",
-        "What the commit does (the code in it is left out as ``...``: writing it is the exercise):",
+        "What the commit does (its code is left out: writing it is the exercise):",
         "",
         textwrap.indent(what, "    "),
+        "",
+        f"What done means: `dirty-ladder verify FILE` checks each of these, and the exercise",
+        "is done when every one passes:",
+        "",
+        *done,
         "",
         textwrap.fill(f"The class below subclasses stage {n - 1:02d} and holds stage {n - 1:02d}'s code "
                       f"for every name commit {n:02d} touches ({', '.join(todo) or 'none'}), with inherited "
@@ -338,6 +373,9 @@ def starter(n: int) -> str:
         f"    dirty-ladder exercise {n} --hint        the first hint (--hint 2, --hint 3: more)",
         f"    dirty-ladder diff {n} --stage-file FILE    your change, as a diff from stage {n - 1:02d}",
         "    dirty-ladder verify FILE               run your stage through the ladder's checks",
+        "    dirty-ladder verify --watch FILE       ... again on every save",
+        f"    dirty-ladder tour {n}                     the commit itself: its diff is the solution,",
+        "                                           so try the exercise first",
         '"""',
         "",
         "from __future__ import annotations",
@@ -348,7 +386,8 @@ def starter(n: int) -> str:
         "from stages.bitmap import *  # noqa: F403 -- QEMU's bitmap.h: bitmap_set, find_next_bit, test_bit ...",
         "from stages.common import *  # noqa: F403 -- page constants, removed, the argument checks",
     ]
-    header += _import_lines(used - {"np", "parent"}, n)
+    header += helper_imports(n)
+    header += [line for line in _import_lines(used - {"np", "parent"}, n) if line not in header]
     cls_lines = [
         "",
         "",

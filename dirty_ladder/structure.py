@@ -159,11 +159,12 @@ def _stage_api(n: int):
     return api_of(n)
 
 
-def api_gaps(cls: type, n: int) -> list[str]:
+def api_gaps(cls: type, n: int, who: str = "yours") -> list[str]:
     """How the functions and constants of ``cls`` differ from stage ``n``'s:
     each function of stage n with its parameters (and its return type where
     commit n changed it), none of those stage n-1 had and stage n does not,
-    and stage n's constants with their values."""
+    and stage n's constants with their values.  ``who`` names ``cls`` in
+    the sentences."""
     want, have = _stage_api(n), _api(cls)
     before = _stage_api(n - 1) if n > 0 else want
     gaps = []
@@ -171,29 +172,29 @@ def api_gaps(cls: type, n: int) -> list[str]:
         mine = have.functions.get(name)
         if mine is None:
             verb = "adds" if name not in before.functions else "keeps"
-            gaps.append(f"commit {n:02d} {verb} {name}{fn.signature}; your Stage has no {name}")
+            gaps.append(f"commit {n:02d} {verb} {name}{fn.signature}; {who} has no {name}")
             continue
         if mine.params != fn.params:
-            gaps.append(f"{name}: commit {n:02d} takes ({', '.join(fn.params)}); yours takes "
+            gaps.append(f"{name}: commit {n:02d} takes ({', '.join(fn.params)}); {who} takes "
                         f"({', '.join(mine.params)})")
         old = before.functions.get(name)
         if old is not None and old.returns != fn.returns and mine.returns != fn.returns:
             gaps.append(f"{name}: commit {n:02d} changes its return type from {_returns(old.returns)} "
-                        f"to {_returns(fn.returns)}; yours is {_returns(mine.returns)}")
+                        f"to {_returns(fn.returns)}; {who} is {_returns(mine.returns)}")
     for name in sorted(set(have.functions) - set(want.functions)):
         if name in before.functions:
-            gaps.append(f"commit {n:02d} removes {name}; your Stage still has it (write "
+            gaps.append(f"commit {n:02d} removes {name}; {who} still has it (write "
                         f"{name} = removed(\"why\") in the class)")
     for name, const in want.constants.items():
         mine = have.constants.get(name)
         if mine is None:
-            gaps.append(f"commit {n:02d} has the constant {name} = {const.value}; your Stage has no "
+            gaps.append(f"commit {n:02d} has the constant {name} = {const.value}; {who} has no "
                         f"{name} (or not as a whole number)")
         elif mine.value != const.value:
-            gaps.append(f"the constant {name}: commit {n:02d} has {const.value}; yours {mine.value}")
+            gaps.append(f"the constant {name}: commit {n:02d} has {const.value}; {who} has {mine.value}")
     for name in sorted(set(have.constants) - set(want.constants)):
         if name in before.constants:
-            gaps.append(f"commit {n:02d} removes the constant {name}; your Stage still has it")
+            gaps.append(f"commit {n:02d} removes the constant {name}; {who} still has it")
     return gaps
 
 
@@ -202,17 +203,17 @@ def _returns(text: str) -> str:
 
 
 # ------------------------------------------------------------------ declarations
-def declaration_gaps(cls: type, n: int) -> list[str]:
+def declaration_gaps(cls: type, n: int, who: str = "yours") -> list[str]:
     """Where ``cls`` says the C declares each name, against stage ``n``."""
     want, have = stage(n).DECLARED_IN, getattr(cls, "DECLARED_IN", {})
     gaps = []
     for name, where in want.items():
         if have.get(name) != where:
-            gaps.append(f"{name}: commit {n:02d} declares it in {where}; yours says "
+            gaps.append(f"{name}: commit {n:02d} declares it in {where}; {who} says "
                         f"{have.get(name) or 'nowhere'}")
     for name in sorted(set(have) - set(want)):
         gaps.append(f"{name}: commit {n:02d} declares it nowhere (DECLARED_IN has no {name}); "
-                    f"yours says {have[name]}")
+                    f"{who} says {have[name]}")
     return gaps
 
 
@@ -435,7 +436,7 @@ def aspects(n: int) -> tuple[Aspect, ...]:
         out.append(Aspect("representation", f"the dirty state is held differently: your raw state must be "
                                             f"commit {n:02d}'s, byte for byte or word for word",
                           [f"stage {n - 1:02d}: {layout_text(a)}", f"commit {n:02d}: {layout_text(b)}"]))
-    gaps = api_gaps(stage(n - 1), n)
+    gaps = api_gaps(stage(n - 1), n, f"stage {n - 1:02d}")
     if gaps:
         out.append(Aspect("api", "the functions, their parameters or the constants change", gaps))
     before, after = _stage_edges(n - 1), _stage_edges(n)
@@ -455,7 +456,7 @@ def aspects(n: int) -> tuple[Aspect, ...]:
                            f"{counting.ORDER_TEXT[shapes_b[op].order]}" for op in changed]))
     if stage(n).DECLARED_IN != stage(n - 1).DECLARED_IN:
         out.append(Aspect("declarations", "where the C declares names changes (DECLARED_IN)",
-                          declaration_gaps(stage(n - 1), n)))
+                          declaration_gaps(stage(n - 1), n, f"stage {n - 1:02d}")))
     if not entries and {x.name for x in out} <= {"behaviour", "declarations"} and changed_functions(n):
         out.append(Aspect("source", "a local rewrite that no check can see from outside: the functions it "
                                     "rewrites must be rewritten, and behave as before",

@@ -308,7 +308,7 @@ def _cost_check(cls: type, n: int, file: str, reps: Reproducers) -> Check:
         yours, theirs = mine[op], real[op]
         said = (f"{counting.OPERATIONS[op]}: on a block of {BLOCK_PAGES:,} pages yours would run about "
                 f"{counting.estimate(yours, BLOCK_PAGES):,.0f} lines of Python")
-        if counting.RANK[yours.order] > counting.RANK[theirs.order]:
+        if yours.order == counting.PAGE and theirs.order != counting.PAGE:
             busiest = yours.busiest_call()
             calls = (f", calling {busiest[0]} {busiest[1]:.3g} times per page "
                      f"({busiest[1] * BLOCK_PAGES:,.0f} calls)" if busiest else "")
@@ -493,18 +493,20 @@ def _conformance_check(cls: type, n: int, file: str, reps: Reproducers, vs: list
     from .machine import replay
     failures, failed = [], []
     for vector in vs:
+        trace = validate(vector["trace"])
+        # the first failing trace is shown as JSON; the others by their id
+        name = lambda: f"{vector['id']} ({reps.trace(trace)})" if not failed else vector["id"]   # noqa: E731
         try:
             diff = mismatch(cls, vector, n)
         except Exception as exc:           # noqa: BLE001 -- the user's stage failed on this trace: say where
-            trace = validate(vector["trace"])
             note = raise_note(cls, n, file, trace=trace) or f"your stage raised {failed_in(exc, file)}"
-            failures.append(f"{vector['id']} ({reps.trace(trace)}): {note}")
+            failures.append(f"{name()}: {note}")
             failed.append(vector)
             continue
         if diff is not None:
+            failures.append(f"{name()}: first difference at {diff[0]}: the real C gave {diff[1]!r}, "
+                            f"yours {diff[2]!r}")
             failed.append(vector)
-            failures.append(f"{vector['id']} ({reps.trace(validate(vector['trace']))}): first difference at "
-                            f"{diff[0]}: the real C gave {diff[1]!r}, yours {diff[2]!r}")
     which = (f"the {len(vs)} conformance traces" if tier == "full"
              else f"the quick tier's {len(vs)} conformance traces")
     if not failures:
@@ -535,11 +537,12 @@ def _guarded(name: str, aspect: str, file: str, tier: str, run: Callable[[], Any
 
 
 def verify(cls: type, file: str, scope: str = "ci", progress: Callable[[dict], None] | None = None,
-           full: bool = False) -> Verdict:
+           full: bool = False, quick_only: bool = False) -> Verdict:
     """Verify ``cls`` against commit ``cls.STAGE``: the quick tier, its
     verdict reported as ``progress({"event": "verdict", "tier": "quick",
-    "verdict": ...})``, then (when it passed, or ``full``) the full tier.
-    Exploration progress comes as ``progress({"event": "explore", ...})``."""
+    "verdict": ...})``, then (when it passed, or ``full``; never with
+    ``quick_only``) the full tier.  Exploration progress comes as
+    ``progress({"event": "explore", ...})``."""
     from .explore import load_scope
     n = cls.STAGE
     scope_full = load_scope(scope)
@@ -572,7 +575,7 @@ def verify(cls: type, file: str, scope: str = "ci", progress: Callable[[dict], N
         cls, n, file, reps, structure.probe_vectors(n), left_out, "quick"))
     verdict = Verdict(n, file, aspects, checks, ["quick"], reps.items, structure.text_only(n))
     report({"event": "verdict", "tier": "quick", "verdict": verdict.as_dict()})
-    if not all(c.ok for c in checks) and not full:
+    if quick_only or (not all(c.ok for c in checks) and not full):
         return verdict
 
     full_checks = _guarded("rung", "behaviour", file, "full", lambda: _rung_check(
