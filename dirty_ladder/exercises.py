@@ -3,11 +3,12 @@
 - :func:`starter` -- the module ``dirty-ladder exercise N`` writes: a ``Stage``
   class that subclasses stage N-1 and holds stage N-1's code (inherited code
   inlined) for every name commit N changes, stubs for the names it adds, a
-  note for the names it removes, and the commit's title and description with
-  the code taken out of it;
-- :func:`hints` -- graded hints, read off the diff and the register: which
-  names change, what kind of step it is and what the new code calls, then
-  the behaviour to expect;
+  note for the names it removes, the commit's title and description with
+  its code said in words, and what done means for the commit (the aspects
+  ``verify`` checks, read off the ladder);
+- :func:`hints` -- graded hints: one to three a teacher wrote
+  (``dirty_ladder/hints.toml``), then "what changed", read off the diff and
+  the register;
 - :func:`load_stage_file` -- import a user's module and return its ``Stage``
   class for stage N (``--stage-file``, ``verify``), with one-line errors;
 - :func:`record_done`, :func:`record_started`, :func:`read_progress` -- the
@@ -417,71 +418,67 @@ def _init_of(cls: type) -> model.Function:
 
 
 # ------------------------------------------------------------------ hints
+def taught_hints(n: int) -> list[str]:
+    """The hand-written hints of exercise ``n`` (dirty_ladder/hints.toml)."""
+    import tomllib
+    from importlib import resources
+    text = resources.files(__package__).joinpath("hints.toml").read_text(encoding="utf-8")
+    for entry in tomllib.loads(text)["exercise"]:
+        if entry["n"] == n:
+            return [" ".join(h.split()) for h in entry["hints"]]
+    return []
+
+
 def hints(n: int) -> list[str]:
-    """Three hints, from least to most telling."""
+    """The hints of exercise ``n``, from least to most telling: the
+    teacher's (dirty_ladder/hints.toml), then one read off the ladder,
+    "what changed": the names the commit touches, its signatures, its
+    representation and its behaviour changes."""
     n = _exercise_number(n)
+    return [textwrap.fill(h, 96) for h in taught_hints(n)] + [what_changed(n)]
+
+
+def what_changed(n: int) -> str:
     d = model.compute_diff(n - 1, n)
     names = own_names(n)
     changed = [k for k, v in names.items() if not isinstance(v, removed) and model.resolve(stage(n - 1), k)[0]]
-    lines1 = [f"Commit {n:02d} touches {len(names) + ('DECLARED_IN' in vars(stage(n)))} name(s) of the class:"]
+    lines = [f"What changed (read off the ladder): commit {n:02d} touches "
+             f"{len(names) + ('DECLARED_IN' in vars(stage(n)))} name(s) of the class; kind of step: "
+             f"{stage(n).KIND}."]
     for k in changed:
-        lines1.append(f"  change {k}")
+        lines.append(f"  change {k}")
     for a in d["added"]:
-        lines1.append(f"  add {a['name']}{a['signature']}")
+        lines.append(f"  add {a['name']}{a['signature']}")
     for r in d["removed"]:
-        lines1.append(f"  remove {r['name']}")
+        lines.append(f"  remove {r['name']}")
     for r in d["renamed"]:
-        lines1.append(f"  rename {r['from']} -> {r['to']} ({r['reason']})")
+        lines.append(f"  rename {r['from']} -> {r['to']} ({r['reason']})")
     for k in d["constants"]["added"]:
-        lines1.append(f"  add the constant {k}")
+        lines.append(f"  add the constant {k}")
     for k in d["constants"]["removed"]:
-        lines1.append(f"  remove the constant {k}")
-    for x in d["declarations_moved"]:
-        lines1.append(f"  DECLARED_IN: {x['name']} moves from {x['from']} to {x['to']}")
-    if "DECLARED_IN" in vars(stage(n)) and not d["declarations_moved"]:
-        lines1.append("  DECLARED_IN: add the new names and drop the removed ones")
-
-    lines2 = [f"Kind of step: {stage(n).KIND}."]
+        lines.append(f"  remove the constant {k}")
+    for k, (a, b) in d["constants"]["changed"].items():
+        lines.append(f"  the constant {k} changes from {a}")
     for s in d["signature_changes"]:
-        lines2.append(f"  signature of {s['name']}: {s['from']} -> {s['to']}")
+        lines.append(f"  signature of {s['name']}: {s['from']} -> {s['to']}")
+    for x in d["declarations_moved"]:
+        lines.append(f"  DECLARED_IN: {x['name']} moves from {x['from']} to {x['to']}")
+    if "DECLARED_IN" in vars(stage(n)) and not d["declarations_moved"]:
+        lines.append("  DECLARED_IN: add the new names and drop the removed ones")
     rep = d["representation"]
     if rep["changed"]:
-        lines2.append(f"  the representation changes: {rep['from']['store']} -> {rep['to']['store']}")
-    for k, (a, b) in d["constants"]["changed"].items():
-        lines2.append(f"  the constant {k} changes from {a}")
-    old_calls, new_calls = set(), set()
-    for k in changed:
-        fa, fb = model.function_of(stage(n - 1), k), model.function_of(stage(n), k)
-        if fa is not None and fb is not None:
-            old_calls |= _code_names(fa.inlined_source) | _attr_calls(fa.inlined_source)
-            new_calls |= _code_names(fb.source) | _attr_calls(fb.source)
-    for a in d["added"] + [{"name": r["to"]} for r in d["renamed"]]:
-        fb = model.function_of(stage(n), a["name"])
-        if fb is not None:
-            new_calls |= _code_names(fb.source) | _attr_calls(fb.source)
-    fresh = sorted(x for x in new_calls - old_calls if not x.isupper() and x not in ("self", "np"))
-    if fresh:
-        lines2.append(f"  the new code calls what the old did not: {', '.join(fresh)}")
-    elif changed:
-        lines2.append("  the new code calls nothing the old code did not call")
-
+        lines.append(f"  the representation changes: {rep['from']['store']} -> {rep['to']['store']}")
     register = model.load_register_safely() or []
     entries = [e for e in register if e.rung == n]
     if entries:
-        lines3 = [f"Behaviour changes at rung {n:02d}: the register lists {len(entries)} entr"
-                  f"{'y' if len(entries) == 1 else 'ies'}; verify expects your stage to show "
-                  f"{'it' if len(entries) == 1 else 'them'} and nothing else:"]
+        lines.append(f"Behaviour changes at rung {n:02d}: the register lists {len(entries)} entr"
+                     f"{'y' if len(entries) == 1 else 'ies'}; verify expects your stage to show "
+                     f"{'it' if len(entries) == 1 else 'them'} and nothing else:")
         for e in entries:
-            lines3.append(f"  {e.id} ({e.status}): {e.what}")
+            lines.append(f"  {e.id} ({e.status}): {e.what}")
     else:
-        lines3 = [f"Behaviour is kept at rung {n:02d}: the register lists nothing, so your stage must "
-                  f"give the same results as stage {n - 1:02d} on every trace and call."]
+        lines.append(f"Behaviour is kept at rung {n:02d}: the register lists nothing, so your stage must "
+                     f"give the same results as stage {n - 1:02d} on every trace and call.")
     for b in model.breaks_from(n):
-        lines3.append(f"  invariant break that begins here: {b.id}: {b.what}")
-    return ["\n".join(lines1), "\n".join(lines2), "\n".join(lines3)]
-
-
-def _attr_calls(source: str) -> set[str]:
-    """Names called as ``self.NAME(...)`` or ``module.NAME(...)``."""
-    return {node.func.attr for node in ast.walk(ast.parse(source))
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+        lines.append(f"  invariant break that begins here: {b.id}: {b.what}")
+    return "\n".join(lines)

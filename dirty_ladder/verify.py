@@ -607,6 +607,15 @@ def text_only_lines(n: int) -> list[str]:
             f"file never is."]
 
 
+def exercise_lines(n: int) -> list[str]:
+    """What ``dirty-ladder exercise N`` says of what done means."""
+    lines = [f"What done means for commit {n:02d} (verify checks each; done when all pass):"]
+    lines += [f"  {line}" for line in aspect_lines(n)]
+    if structure.text_only(n):
+        lines += [f"  {line}" for line in text_only_lines(n)]
+    return lines
+
+
 def header_lines(verdict_n: int, file: str) -> list[str]:
     s = stage(verdict_n)
     lines = [f"verify {file}: stage {verdict_n:02d}, {s.TITLE} (upstream {s.UPSTREAM or '-'})",
