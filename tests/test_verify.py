@@ -15,6 +15,7 @@ read off the stage modules, never from verify's own output.
 
 import inspect
 import json
+import os
 import re
 import shutil
 import signal
@@ -105,7 +106,12 @@ def test_what_done_means_is_read_off_the_ladder():
     assert names[35] == ["behaviour", "source"]                                      # a local rewrite only
 
 
-@pytest.mark.parametrize("n", [19, 32, 39])
+# both tiers of a few commits (a representation, a text-only one, a bug reproduced); under the deep
+# profile, of all 39 (DIRTY_LADDER_PROFILE=deep, about 10 minutes)
+FULL = range(1, LAST + 1) if os.environ.get("DIRTY_LADDER_PROFILE") == "deep" else [19, 32, 39]
+
+
+@pytest.mark.parametrize("n", FULL)
 def test_a_copy_of_the_real_module_passes_both_tiers_and_is_marked_done(capsys, tmp_path, n):
     copy = _copy_of_stage(tmp_path, n)
     code, out, err = run(capsys, "verify", str(copy))
@@ -451,7 +457,7 @@ def test_watch_runs_again_when_the_file_is_saved(tmp_path):
 def test_verify_watch_from_the_command_line_reruns_on_save_and_stops_on_ctrl_c(tmp_path):
     path = tmp_path / "exercise_33.py"
     path.write_text(exercises.starter(33), encoding="utf-8")
-    env = {**__import__("os").environ, "DIRTY_LADDER_PROGRESS": str(tmp_path / "p.json")}
+    env = {**os.environ, "DIRTY_LADDER_PROGRESS": str(tmp_path / "p.json")}
     proc = subprocess.Popen([sys.executable, "-m", "dirty_ladder", "verify", "--watch", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     lines: list[str] = []
