@@ -233,7 +233,7 @@ def _declarations_check(cls: type, n: int, file: str, reps: Reproducers) -> Chec
 def _calls_check(cls: type, n: int, file: str, reps: Reproducers) -> Check:
     gaps = structure.call_gaps(cls, n)
     if gaps:
-        return Check("calls", "calls", False, f"your functions do not call what commit {n:02d}'s call: "
+        return Check("calls", "calls", False, f"your functions do not call what commit {n:02d}'s functions call: "
                                                f"{_plural(len(gaps), 'difference')}", gaps)
     return Check("calls", "calls", True, f"each of your functions calls the functions commit {n:02d}'s calls")
 
@@ -510,7 +510,7 @@ def _conformance_check(cls: type, n: int, file: str, reps: Reproducers, vs: list
     which = (f"the {len(vs)} conformance traces" if tier == "full"
              else f"the quick tier's {len(vs)} conformance traces")
     if not failures:
-        return Check("conformance", "behaviour", True, f"all {which} give what the real C of commit "
+        return Check("conformance", "behaviour", True, f"{which} all give what the real C of commit "
                                                        f"{n:02d} gave", [], tier)
     summary = f"{len(failures)} of {which} give something other than what the real C of commit {n:02d} gave"
     if left_out:

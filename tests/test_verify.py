@@ -485,3 +485,17 @@ def test_verify_watch_from_the_command_line_reruns_on_save_and_stops_on_ctrl_c(t
         proc.kill()
     assert proc.returncode == 130
     assert sum("[FAIL] calls" in line for line in lines) == 2
+
+
+# ------------------------------------------------------------------ the README
+def test_the_readme_transcript_is_what_the_commands_print(capsys, tmp_path, monkeypatch):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("$ dirty-ladder exercise 19\n", 1)[1].split("\n```", 1)[0]
+    transcript = ("$ dirty-ladder exercise 19\n" + block).split("\n$ ")
+    monkeypatch.chdir(tmp_path)
+    assert len(transcript) == 2
+    for part in transcript:
+        command, _, shown = part.lstrip("$ ").partition("\n")
+        argv = command.split()[1:]
+        code, out, err = run(capsys, *argv)
+        assert out.rstrip("\n") == shown, command
