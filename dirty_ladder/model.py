@@ -731,6 +731,18 @@ def breaks_from(n: int, breaks: list | None = None) -> list:
     return [b for b in breaks if b.stages and b.stages[0] == n]
 
 
+# ------------------------------------------------------------------ what done means
+def done_means(n: int) -> list[dict[str, Any]]:
+    """What commit ``n`` changes besides behaviour, read off the ladder
+    (dirty_ladder/structure.py): behaviour, then each structural aspect
+    that applies (representation, api, calls, refusals, cost, declarations,
+    source), each ``{"name", "what", "details"}``.  What ``exercise N`` and
+    ``verify`` print, for the tour and the book too.  About half a second a
+    commit the first time (the cost shapes are counted), cached after."""
+    from .structure import aspects
+    return [a.as_dict() for a in aspects(n)]
+
+
 # ------------------------------------------------------------------ the bench's results
 def bench_path():
     import os
