@@ -361,7 +361,7 @@ def starter(n: int) -> str:
         "",
         textwrap.indent(what, "    "),
         "",
-        f"What done means: `dirty-ladder verify FILE` checks each of these, and the exercise",
+        "What done means: `dirty-ladder verify FILE` checks each of these, and the exercise",
         "is done when every one passes:",
         "",
         *done,

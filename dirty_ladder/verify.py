@@ -385,9 +385,15 @@ def _register_check(cls: type, n: int, file: str, reps: Reproducers, outcomes: l
         where = " and ".join(([reps.trace(validate(e.trace))] if e.trace is not None else [])
                              + ([reps.call(e.call)] if e.call is not None else []))
         if o.state == "left out":
+            raw = []
+            if e.trace is not None and "repr" in e.levels:      # no observer sees it: show the state itself
+                trace = validate(e.trace)
+                raw = structure.raw_difference(_replayed(stage(n), trace), _replayed(cls, trace), n)
             details.append(f"{e.id} ({STATUS_TEXT[e.status]}): commit {n:02d} changed behaviour here and your "
                            f"stage does not: {e.what}. The real commit did this, so make the same change. "
-                           f"Its {'trace and call' if ' and ' in where else 'reproducer'}: {where}")
+                           f"Its {'trace and call' if ' and ' in where else 'reproducer'}: {where}"
+                           + "".join(f"\n  after {reps.trace(validate(e.trace))}, 'commit {n:02d} -> yours': "
+                                     f"{line}" for line in raw))
         elif o.state == "other":
             lines = []
             for d in o.differences[:SHOWN]:
