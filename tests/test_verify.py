@@ -500,3 +500,12 @@ def test_the_readme_transcript_is_what_the_commands_print(capsys, tmp_path, monk
         argv = command.split()[1:]
         code, out, err = run(capsys, *argv)
         assert out.rstrip("\n") == shown, command
+
+
+def test_a_representation_change_left_out_is_shown_as_the_bytes_themselves(tmp_path):
+    # commit 14 moves migration from bit 3 to bit 2: a page dirty for all three reads 0x07, not 0x0b
+    path = tmp_path / "exercise_14.py"
+    path.write_text(exercises.starter(14), encoding="utf-8")
+    register = next(c for c in _quick(path, 14).checks if c.name == "register")
+    assert "'commit 14 -> yours': flag byte of page 0: 0x07 (vga, code, migration) -> 0x0b (vga, code, migration)" \
+        in register.details[0]
