@@ -848,3 +848,23 @@ def tour_stage(n: int, register: list | None = None, bench: dict[str, Any] | Non
         "breaks": breaks_from(n, breaks),
         "costs": cost_changes(n, bench),
     }
+
+
+# ------------------------------------------------------------------ the glossary
+@dataclass
+class Term:
+    id: str
+    term: str
+    aliases: list[str]          # the spellings the book links to the term (whole words, case-sensitive)
+    stage: int                  # where it first matters
+    text: str                   # Markdown, two or three sentences
+
+
+def load_glossary() -> list[Term]:
+    """dirty_ladder/glossary.toml: the terms the tour and the book use, in
+    the order the file gives them."""
+    import tomllib
+    from importlib import resources
+    text = resources.files(__package__).joinpath("glossary.toml").read_text(encoding="utf-8")
+    return [Term(t["id"], t["term"], list(t.get("aliases", [])), int(t["stage"]), " ".join(t["text"].split()))
+            for t in tomllib.loads(text)["term"]]
