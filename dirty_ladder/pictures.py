@@ -23,7 +23,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-from stages import stage
+from stages import LAST as LAST_STAGE, stage
 from stages.bitmap import BITS_PER_LONG
 
 from .machine import Machine
@@ -708,9 +708,11 @@ def _byte_svg(fb: FlagBytes) -> str:
     y = 6
     for bit in range(7, -1, -1):
         x = lw + (7 - bit) * bw
-        parts.append(f'<text x="{x + bw / 2}" y="{y + 12}" font-size="11" text-anchor="middle" {FONT} '
-                     f'fill="#555">bit {bit} ({1 << bit:#04x})</text>')
-    y += 18
+        parts.append(f'<text x="{x + bw / 2}" y="{y + 11}" font-size="11" text-anchor="middle" {FONT} '
+                     f'fill="#333">bit {bit}</text>')
+        parts.append(f'<text x="{x + bw / 2}" y="{y + 23}" font-size="9" text-anchor="middle" {FONT} '
+                     f'fill="#888">{1 << bit:#04x}</text>')
+    y += 30
     for v in fb.views:
         parts.append(f'<text x="4" y="{y + bh / 2 + 4}" font-size="12" font-weight="bold" {FONT}>stage {v.stage:02d}</text>')
         for bit in range(7, -1, -1):
@@ -731,3 +733,67 @@ def _byte_svg(fb: FlagBytes) -> str:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="picture" id="pic-{_esc(fb.id)}" role="img" '
             f'aria-label="{_esc(fb.title)}" viewBox="0 0 {width} {y}" width="{width}" height="{y}">'
             f'<title>{_esc(fb.title)}</title>' + "".join(parts) + "</svg>")
+
+
+# ------------------------------------------------------------------ the cost plot of the book
+def cost_drops(bench: dict[str, Any]) -> dict[int, list[str]]:
+    """The rungs where a cost of the model falls to less than half and stays
+    there: rung -> the operations."""
+    import statistics
+    from .bench import OPS
+    recs = sorted(bench["stages"], key=lambda r: r["stage"])
+    drops: dict[int, list[str]] = {}
+    for name in OPS:
+        ys = [r[f"{name}_ns_per_page"] for r in recs]
+        for i in range(1, len(ys)):
+            before = statistics.median(ys[max(0, i - 5):i])
+            if ys[i] <= ys[i - 1] / 2 and ys[i] <= before / 2 and statistics.median(ys[i:i + 3]) <= before / 2:
+                drops.setdefault(recs[i]["stage"], []).append(name)
+    return drops
+
+
+def cost_plot(bench: dict[str, Any], path) -> dict[str, Any]:
+    """The book's plot of the model's cost per page by stage (matplotlib,
+    PNG): the y axis fits the data, each fall is labelled beside it, and
+    nothing is cut off.  Returns what it drew: the axis limits, the data's
+    range and the labels."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .bench import OP_LABEL, OPS
+
+    recs = sorted(bench["stages"], key=lambda r: r["stage"])
+    xs = [r["stage"] for r in recs]
+    values = [r[f"{op}_ns_per_page"] for r in recs for op in OPS if r.get(f"{op}_ns_per_page")]
+    reference = (bench.get("reference") or {}).get("sync_ns_per_page")
+    if reference:
+        values.append(reference)
+    lo, hi = min(v for v in values if v > 0), max(values)
+    fig, ax = plt.subplots(figsize=(11, 6))
+    markers = {"sync": "o-", "setup": "s-", "set_range": "^-", "clear_range": "v-", "get_dirty": "d-"}
+    for op in OPS:
+        ax.semilogy(xs, [r[f"{op}_ns_per_page"] for r in recs], markers[op], ms=4, lw=1.4, label=OP_LABEL[op])
+    if reference:
+        ax.axhline(reference, color="k", ls="--", lw=1, label="plain numpy, the same word work (reference)")
+    ylim = (lo / 3, hi * 3)
+    ax.set_ylim(*ylim)
+    ax.set_xlim(-0.8, LAST_STAGE + 0.8)
+    labels = []
+    for n, ops in sorted(cost_drops(bench).items()):
+        after = min(next(r for r in recs if r["stage"] == n)[f"{op}_ns_per_page"] for op in ops)
+        text = f"{n:02d}: " + ", ".join(OP_LABEL[op] for op in ops)
+        labels.append(text)
+        ax.axvline(n, color="0.85", lw=0.8, zorder=0)
+        ax.annotate(text, (n, after), xytext=(-6, -4), textcoords="offset points", ha="right", va="top",
+                    fontsize=8, rotation=0, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.8"})
+    ax.set_xticks(range(0, LAST_STAGE + 1))
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_xlabel("stage")
+    ax.set_ylabel("ns per page, this Python model (log scale)")
+    ax.set_title("Cost per page by stage in this Python model (not QEMU's timings)", fontsize=11)
+    ax.grid(True, which="major", axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.savefig(str(path), dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return {"ylim": ylim, "data": (lo, hi), "labels": labels}
