@@ -261,10 +261,10 @@ def search_entries(name: str, page: str) -> list[dict[str, str]]:
                   r"|<script.*?</script>", " ", main, flags=re.S)
     title = html.unescape(re.sub(r"<[^>]+>", "", (re.search(r"<h1[^>]*>(.*?)</h1>", main, re.S) or
                                                    re.match("()", "")).group(1))).strip()
-    pieces = re.split(r"(<h2[^>]*>.*?</h2>)", main, flags=re.S)
+    pieces = re.split(r"(<h2[^>]*>.*?</h2>|<dt[^>]*>.*?</dt>)", main, flags=re.S)
     entries = [{"t": title or name, "h": "", "u": name, "x": _plain(pieces[0])}]
     for k in range(1, len(pieces), 2):
-        m = re.match(r'<h2[^>]*id="([^"]+)"[^>]*>(.*?)</h2>', pieces[k], re.S)
+        m = re.match(r'<(?:h2|dt)[^>]*id="([^"]+)"[^>]*>(.*?)</(?:h2|dt)>', pieces[k], re.S)
         heading = html.unescape(re.sub(r"<[^>]+>", "", m.group(2) if m else pieces[k])).strip()
         anchor = f"{name}#{m.group(1)}" if m else name
         entries.append({"t": title or name, "h": heading, "u": anchor, "x": _plain(pieces[k + 1])})

@@ -215,7 +215,7 @@ def _tlb_row(label: str, tlb: dict[int, bool], other: dict[int, bool] | None, fi
         mark = "-" if entry is None else ("N" if entry else "D")
         what = {"-": "no entry", "N": "NOTDIRTY: the next write traps",
                 "D": "dirty: writes go straight through"}[mark]
-        cells[p] = Cell(mark, entry is not None and not entry,
+        cells[p] = Cell(mark, entry is True,
                         other is not None and other.get(p) != entry, f"page {p}: {what}")
     return Row(label, cells)
 
@@ -557,7 +557,8 @@ def entry_picture(replay: dict[str, Any], kind: str) -> Grid | None:
     if notes:
         caption += " Below: the other observables that differ" + (" and the representation itself." if any(
             n[0].startswith("repr:") for n in notes) else ".")
-    return Grid(f"entry-{kind}", f"What differs, drawn: stage {a:02d} against stage {b:02d}", caption, 0, end,
+    return Grid(f"entry-{replay['id']}-{kind}", f"What differs, drawn: stage {a:02d} against stage {b:02d}",
+                caption, 0, end,
                 rows, {}, notes, BITS_LEGEND + ("; " + TLB_LEGEND if ta or tb else ""),
                 part.get("trace") if kind == "trace" else None)
 
