@@ -452,10 +452,10 @@ def test_the_glossary_names_only_real_code_and_stages():
     for t in GLOSSARY:
         assert 0 <= t["stage"] <= LAST, t["id"]
         for code in re.findall(r"`([^`]+)`", t["text"]):
-            if re.fullmatch(r"[\w-]+(/[\w.-]+)+", code):
+            if re.fullmatch(r"[\w-]+(/[\w-]+)*\.\w+", code) and "/" in code:
                 assert (ROOT / code).exists(), (t["id"], code)              # a file of the project
                 continue
-            for name in re.findall(r"[A-Za-z_][A-Za-z0-9_]*_[A-Za-z0-9_]+", code):
+            for name in re.findall(r"(?<![\w/-])[A-Za-z_][A-Za-z0-9_]*_[A-Za-z0-9_]+(?![\w/-])", code):
                 assert name in sources, (t["id"], name)
 
 
