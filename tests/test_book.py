@@ -16,6 +16,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 import time
 import tomllib
 import zlib
@@ -699,30 +700,192 @@ def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
     return width, height, [bytes(r[i:i + 3]) for r in rows for i in range(0, stride, bpp)] and rows
 
 
-@pytest.mark.skipif(browser() is None, reason="no Chromium installed (apt-get install chromium)")
-def test_the_book_renders_in_a_headless_browser(book, tmp_path):
-    artifacts = Path(os.environ.get("DIRTY_LADDER_ARTIFACTS") or tmp_path)
-    artifacts.mkdir(parents=True, exist_ok=True)
-    page = book / "stage-30.html"
-    assert page.exists()
-    shot = artifacts / "book-stage-30.png"
-    profile = tmp_path / "profile"
-    cmd = [browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-           "--hide-scrollbars", f"--screenshot={shot}", "--window-size=1280,900", page.as_uri()]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    width, height, rows = png_pixels(shot.read_bytes())
-    assert (width, height) == (1280, 900)
-    bpp = len(rows[0]) // width
-    pixel = lambda x, y: tuple(rows[y][x * bpp:x * bpp + 3])            # noqa: E731
-    # the stylesheet loaded from the file system: the navigation bar is dark blue (#23395d)
-    r, g, b = pixel(640, 4)
-    assert b > r + 30 and b < 140, (r, g, b)
-    # the page is not blank: many colours, and most of the body is white paper with text on it
-    colours = {pixel(x, y) for y in range(0, height, 7) for x in range(0, width, 7)}
-    assert len(colours) > 20, len(colours)
-    dom = subprocess.run(cmd[:-3] + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
-    assert dom.returncode == 0
-    assert f"Stage 30: {stage(30).TITLE}" in dom.stdout
-    assert "tlb-reset-short-range" in dom.stdout
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars")
+
+
+class DevTools:
+    """Chromium driven over its DevTools pipe (``--remote-debugging-pipe``:
+    JSON messages ending in NUL, read on fd 3 and written on fd 4): open a
+    page, run JavaScript in it, type into it, take a screenshot."""
+
+    def __init__(self, path: str, profile: Path, width: int = 1280, height: int = 900):
+        import fcntl
+        to_chrome_r, self._w = os.pipe()
+        self._r, from_chrome_w = os.pipe()
+        for name in ("to_chrome_r", "from_chrome_w"):      # above 4, so that moving them to 3 and 4 cannot clash
+            fd = locals()[name]
+            high = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+            os.close(fd)
+            if name == "to_chrome_r":
+                to_chrome_r = high
+            else:
+                from_chrome_w = high
+        launch = "import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); " \
+                 "os.execv(sys.argv[3], sys.argv[3:])"
+        cmd = [sys.executable, "-c", launch, str(to_chrome_r), str(from_chrome_w), path, *FLAGS,
+               "--remote-debugging-pipe", f"--user-data-dir={profile}"]
+        self.proc = subprocess.Popen(cmd, pass_fds=(to_chrome_r, from_chrome_w),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self._buf, self._id, self.events = b"", 0, []
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.call("Page.enable", session=True)
+        self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
+                  deviceScaleFactor=1, mobile=False)
+
+    def _send(self, message: dict) -> None:
+        os.write(self._w, json.dumps(message).encode() + b"\0")
+
+    def _receive(self, deadline: float) -> dict:
+        import select
+        while b"\0" not in self._buf:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self._r], [], [], max(0.0, left))
+            if not ready:
+                raise TimeoutError("no answer from Chromium")
+            chunk = os.read(self._r, 1 << 20)
+            if not chunk:
+                raise EOFError("Chromium closed its pipe")
+            self._buf += chunk
+        message, self._buf = self._buf.split(b"\0", 1)
+        return json.loads(message)
+
+    def call(self, method: str, session: bool = False, timeout: float = 60, **params) -> dict:
+        self._id += 1
+        message = {"id": self._id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = self.session
+        self._send(message)
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = self._receive(deadline)
+            if answer.get("id") == self._id:
+                assert "error" not in answer, (method, answer["error"])
+                return answer.get("result", {})
+            self.events.append(answer)
+
+    def open(self, url: str) -> None:
+        self.events.clear()
+        self.call("Page.navigate", session=True, url=url)
+        deadline = time.monotonic() + 60
+        while not any(e.get("method") == "Page.loadEventFired" for e in self.events):
+            self.events.append(self._receive(deadline))
+
+    def js(self, expression: str):
+        result = self.call("Runtime.evaluate", session=True, expression=expression, returnByValue=True,
+                           awaitPromise=True)
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
+        return result["result"].get("value")
+
+    def screenshot(self, path: Path, full_page: bool = False) -> None:
+        import base64
+        params = {"format": "png"}
+        if full_page:
+            w, h = self.js("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+            params.update(captureBeyondViewport=True, clip={"x": 0, "y": 0, "width": w, "height": min(h, 6000),
+                                                             "scale": 1})
+        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", session=True, **params)["data"]))
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close", timeout=10)
+        except (TimeoutError, EOFError, AssertionError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._w)
+        os.close(self._r)
+
+
+def artifacts_dir(tmp_path: Path) -> Path:
+    """Where the browser test keeps its screenshots: $DIRTY_LADDER_ARTIFACTS,
+    else this test's own pytest directory (kept by pytest for the last three
+    runs; --basetemp DIR puts it where you want)."""
+    out = Path(os.environ.get("DIRTY_LADDER_ARTIFACTS") or tmp_path / "screenshots")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    path = browser()
+    if path is None:
+        pytest.skip("no Chromium installed (apt-get install chromium)")
+    tools = DevTools(path, tmp_path / "profile")
+    yield tools
+    tools.close()
+
+
+def test_the_book_in_a_headless_browser(book, chromium, tmp_path):
+    """Stage 19's and stage 30's pages as a reader sees them at 1280x900:
+    the stylesheet, the sidebar, the pictures drawn and within the page,
+    the contents list, register ids on one line, and search, typed into the
+    box of a page and opened as search.html?q=."""
+    artifacts = artifacts_dir(tmp_path)
+    for n in (19, 30):
+        chromium.open((book / stage_page_name(n)).as_uri())
+        shot = artifacts / f"book-stage-{n}.png"
+        chromium.screenshot(shot)
+        chromium.screenshot(artifacts / f"book-stage-{n}-full.png", full_page=True)
+        width, height, rows = png_pixels(shot.read_bytes())
+        assert (width, height) == (1280, 900)
+        bpp = len(rows[0]) // width
+        r, g, b = rows[4][640 * bpp:640 * bpp + 3]                  # the top bar is dark blue (#23395d)
+        assert b > r + 30 and b < 140, (r, g, b)
+        seen = chromium.js("""(() => {
+            const side = document.querySelector('nav.sidebar').getBoundingClientRect();
+            const here = document.querySelector('nav.sidebar a[aria-current="page"]');
+            const pics = [...document.querySelectorAll('svg.picture')].map(s => {
+                const r = s.getBoundingClientRect();
+                return {id: s.id, width: r.width, height: r.height, left: r.left, right: r.right,
+                        cells: s.querySelectorAll('rect').length};
+            });
+            const main = document.querySelector('main').getBoundingClientRect();
+            const toc = [...document.querySelectorAll('aside.page-toc a')].map(a => a.getAttribute('href'));
+            const ids = [...document.querySelectorAll('.id')].map(e => e.getClientRects().length);
+            return {side: [side.left, side.width, side.height], here: here && here.textContent,
+                    pics, main: [main.left, main.right], toc, ids,
+                    term: document.querySelectorAll('main a.term').length,
+                    font: getComputedStyle(document.body).fontFamily};
+        })()""")
+        assert seen["side"][1] > 150 and seen["side"][2] > 300, seen["side"]       # the sidebar is there
+        assert seen["here"] and seen["here"].strip().startswith(f"{n:02d}"), seen["here"]
+        assert seen["pics"], n
+        for pic in seen["pics"]:
+            assert pic["width"] > 200 and pic["height"] > 40, pic
+            assert pic["cells"] >= (1 if pic["id"].startswith("pic-entry-") else 8), pic
+            assert seen["main"][0] - 1 <= pic["left"] and pic["right"] <= seen["main"][1] + 1, pic   # fits
+        assert "#pictures" in seen["toc"] and "#behaviour" in seen["toc"], seen["toc"]
+        assert all(k == 1 for k in seen["ids"]), seen["ids"]                   # no id wraps
+        assert seen["term"] > 3
+    # the register's ids do not break either
+    chromium.open((book / "register.html").as_uri())
+    assert chromium.js("[...document.querySelectorAll('a.id')].every(a => a.getClientRects().length === 1)")
+    # search: typed into the box of a page
+    chromium.open((book / "index.html").as_uri())
+    found = chromium.js("""(() => {
+        const box = document.getElementById('search-box');
+        box.value = 'hpratio';
+        box.dispatchEvent(new Event('input'));
+        const panel = document.getElementById('search-results');
+        return {hidden: panel.hidden, links: [...panel.querySelectorAll('a')].map(a => a.getAttribute('href'))};
+    })()""")
+    assert not found["hidden"] and "glossary.html#hpratio" in found["links"], found
+    chromium.screenshot(artifacts / "book-search-box.png")
+    # search: the search page, as the box's form opens it on Enter
+    chromium.open((book / "search.html").as_uri() + "?q=migration+bitmap+sync")
+    results = chromium.js("[...document.querySelectorAll('#search-page-results a')].map(a => a.getAttribute('href'))")
+    assert results and any(r.startswith("stage-39.html") for r in results), results
+    assert "result" in chromium.js("document.getElementById('search-status').textContent")
+    nothing = chromium.js("window.dirtyLadderSearch('no-such-word-anywhere').length")
+    assert nothing == 0
+
+
+def stage_page_name(n: int) -> str:
+    return f"stage-{n:02d}.html"
