@@ -39,12 +39,12 @@ from typing import Any
 from stages import LAST, MODULES, UnknownStage, stage
 from stages.common import removed
 
-from .trace import format_trace
-from .model import (
+from ..trace import format_trace
+from ..model import (
     Api, bytes_text, exception_text, function_of, per_page_text, spans, api_of, compute_diff, entries_by_rung,
     load_register_safely, module_path, resolve,
 )
-from .streams import finish
+from ..streams import finish
 MAX_OPS = 100_000
 
 
@@ -409,7 +409,7 @@ def format_diff(d: dict[str, Any], message: bool = True) -> list[str]:
 # ------------------------------------------------------------------ traces
 def read_trace(path: str):
     """The validated Trace of a file ('-' for stdin); a TraceError becomes a UserError."""
-    from .trace import TraceError, load, loads
+    from ..trace import TraceError, load, loads
     where = "stdin" if path == "-" else path
     try:
         if path == "-":
@@ -435,7 +435,7 @@ def describe_op(op: dict) -> str:
 def run_stage(n: int, trace, cls: type | None = None, on_op=None) -> dict[str, Any]:
     """replay(), with a failure of the stage's code turned into a Failure
     naming the op it failed on (``cls``: a class standing in for stage n)."""
-    from .machine import Machine, replay
+    from ..machine import Machine, replay
     cls = stage(n) if cls is None else cls
     try:
         return replay(cls, trace, on_op)
@@ -458,8 +458,8 @@ def run_stage(n: int, trace, cls: type | None = None, on_op=None) -> dict[str, A
 def read_call(path: str) -> dict | None:
     """A ``dirty-call/1`` file (an API-level reproducer) as a call, or None
     when the file is something else (a trace: read_trace says what is wrong)."""
-    from .compare import parse_call
-    from .trace import CALL_FORMAT, TraceError
+    from ..compare import parse_call
+    from ..trace import CALL_FORMAT, TraceError
     if path == "-" or not os.path.isfile(path):
         return None
     try:
@@ -478,7 +478,7 @@ def read_call(path: str) -> dict | None:
 def replay_call(args, call: dict) -> int:
     """``replay`` of a dirty-call/1 file: the call on one stage, or on every
     stage that has the function, with the rungs where its outcome changes."""
-    from .compare import api_params, call_outcome, call_text
+    from ..compare import api_params, call_outcome, call_text
     name = call["function"]
 
     def outcome(cls: type) -> dict:
@@ -531,7 +531,7 @@ def replay_call(args, call: dict) -> int:
 def refuse_long_walks(args, trace, stages: list[int]) -> None:
     """A UserError, before anything runs, when the stages would walk more
     pages one at a time than the limit (dirty_ladder/walks.py)."""
-    from . import walks
+    from .. import walks
     try:
         max_pages = walks.limit(args.max_pages, os.environ)
     except ValueError as exc:
@@ -542,7 +542,7 @@ def refuse_long_walks(args, trace, stages: list[int]) -> None:
 
 
 def cmd_replay(args) -> int:
-    from .progress import ReplayProgress
+    from ..progress import ReplayProgress
     call = read_call(args.trace)
     args.user_stage = load_user_stage(args.stage_file, args.stage) if args.stage_file else None
     if call is not None:
@@ -586,7 +586,7 @@ def cmd_replay(args) -> int:
 
 # ------------------------------------------------------------------ replay --summary
 def print_summary(args, trace, result: dict[str, Any]) -> int:
-    from .summary import summarize
+    from ..summary import summarize
     summary = summarize(trace, result)
     if args.json:
         emit_json(summary)
@@ -632,8 +632,8 @@ def rung_change(n: int, before: dict[str, Any], after: dict[str, Any], trace, re
     """What changes from stage n-1 to n, and the register entries whose
     behaviour changes make it (rungs.explain_change); None where they do not
     explain it, or a user's stage stands in on either side."""
-    from .machine import first_difference
-    from .rungs import explain_change
+    from ..machine import first_difference
+    from ..rungs import explain_change
     if "error" in before or "error" in after:
         if before == after:
             return None
@@ -655,8 +655,8 @@ def rung_change(n: int, before: dict[str, Any], after: dict[str, Any], trace, re
 def replay_all(args, trace) -> int:
     """Stage by stage: only the previous stage's result is kept for the
     comparison, and one result per behaviour for the JSON output."""
-    from .progress import ReplayProgress
-    from .summary import summarize
+    from ..progress import ReplayProgress
+    from ..summary import summarize
     register = load_register_safely() or []
     user = getattr(args, "user_stage", None)
     stages = list(range(LAST + 1))
@@ -725,9 +725,9 @@ def cmd_check(args) -> int:
         raise UserError(f"{args.prog}: give a rung number or --all, not both")
     if not args.all and args.rung is None:
         raise UserError(f"{args.prog}: give a rung number (1 to {LAST}) or --all")
-    from . import check
-    from .compare import LEVELS
-    from .rungs import PROFILES
+    from .. import check
+    from ..compare import LEVELS
+    from ..rungs import PROFILES
     if args.profile not in PROFILES:
         raise UserError(f"{args.prog}: unknown profile {args.profile!r}: choose from {', '.join(PROFILES)}")
     if args.scope is not None and not args.exhaustive:
@@ -736,7 +736,7 @@ def cmd_check(args) -> int:
         raise UserError(f"{args.prog}: --examples and --seed are for the random check, not --exhaustive")
     scope = None
     if args.exhaustive:
-        from .explore import ScopeError, load_scope
+        from ..explore import ScopeError, load_scope
         try:
             scope = load_scope(args.scope or "ci")
         except ScopeError as exc:
@@ -786,7 +786,7 @@ def cmd_check(args) -> int:
     except Exception as exc:               # noqa: BLE001 -- a user's stage that fails: one line
         if stand_in is None:
             raise
-        from .verify import failed_in
+        from ..verify import failed_in
         raise Failure(f"{args.stage_file}: your stage raised {failed_in(exc, args.stage_file)}") from None
     any_bad = False
     for result in results:
@@ -818,7 +818,7 @@ def cmd_check(args) -> int:
     for result, r in zip(results, rows):
         if result.ok:
             continue
-        from .compare import problems
+        from ..compare import problems
         out()
         out(f"rung {r['rung']:02d}: {r['status']}")
         for line in problems(result):
@@ -831,8 +831,8 @@ def cmd_check(args) -> int:
 
 # ------------------------------------------------------------------ trace
 def cmd_trace_random(args) -> int:
-    from .generate import random_trace
-    from .trace import DEFAULT_CONFIG, Config
+    from ..generate import random_trace
+    from ..trace import DEFAULT_CONFIG, Config
     config = None
     if args.host_page_size is not None or args.accel is not None or args.xen is not None:
         config = Config(
@@ -865,7 +865,7 @@ def cmd_trace_validate(args) -> int:
 # ------------------------------------------------------------------ teaching: tour, log, register, exercise
 def load_user_stage(path: str, n: int | None) -> type:
     """A user's module standing in for stage ``n`` (--stage-file)."""
-    from .exercises import StageFileError, load_stage_file
+    from ..exercises import StageFileError, load_stage_file
     try:
         return load_stage_file(path, n)
     except StageFileError as exc:
@@ -917,14 +917,14 @@ def entry_lines(entry: dict[str, Any], width: int = 100) -> list[str]:
 
 
 def describe_config_dict(config: dict[str, Any]) -> str:
-    from .trace import DEFAULT_CONFIG
+    from ..trace import DEFAULT_CONFIG
     c = {**DEFAULT_CONFIG, **config}
     return f"host_page_size {c['host_page_size']}, accel {c['accel']}, xen {str(c['xen']).lower()}"
 
 
 def stage_lines(ts: dict[str, Any], diff: bool = True) -> list[str]:
     """One stage as the tour prints it."""
-    from .model import cost_text
+    from ..model import cost_text
     doc = ts["doc"]
     lines = [f"== stage {doc.n:02d}: {doc.title}",
              f"   kind: {doc.kind}; module: {doc.module}",
@@ -974,7 +974,7 @@ def chapter_lines(ch, stages_text: list[list[str]]) -> list[str]:
 
 
 def cmd_tour(args) -> int:
-    from . import model
+    from .. import model
     register = load_register_safely()
     chapters = model.load_tour(register)
     key = args.what
@@ -1050,7 +1050,7 @@ def parse_range(text: str | None) -> list[int]:
 
 
 def cmd_log(args) -> int:
-    from .model import function_history, stage_doc
+    from ..model import function_history, stage_doc
     if args.L:
         if args.range is not None:
             raise UserError("log: -L FUNCTION walks the whole ladder; give no range with it")
@@ -1103,7 +1103,7 @@ def cmd_log(args) -> int:
 
 
 def cmd_register(args) -> int:
-    from .model import entry_dict, entry_replay
+    from ..model import entry_dict, entry_replay
     register = load_register_safely()
     if register is None:
         raise Failure("cannot read the divergence register (dirty_ladder/divergences.toml)")
@@ -1135,7 +1135,7 @@ def cmd_register(args) -> int:
 
 
 def cmd_exercise(args) -> int:
-    from . import exercises
+    from .. import exercises
     try:
         if args.progress:
             if args.n is not None or args.hint is not None or args.output:
@@ -1191,8 +1191,8 @@ def cmd_exercise(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .explore import ScopeError, load_scope
-    from .verify import verify
+    from ..explore import ScopeError, load_scope
+    from ..verify import verify
     cls = load_user_stage(args.file, None)
     if cls.STAGE == 0:
         raise UserError(f"verify: {args.file} is a stage 0: commits are 1 to {LAST}")
@@ -1211,7 +1211,7 @@ def cmd_verify(args) -> int:
     if tty:
         sys.stderr.write("\r\033[K")
     if verdict.ok:
-        from .exercises import record_done
+        from ..exercises import record_done
         try:
             record_done(cls.STAGE, args.file)
         except Exception as exc:           # noqa: BLE001 -- a progress file we cannot write is not fatal
@@ -1235,7 +1235,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_book(args) -> int:
-    from .book import BookError, build
+    from ..book import BookError, build
     try:
         report = build(args.out)
     except BookError as exc:
@@ -1341,7 +1341,7 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
     sp.add_argument("--summary", action="store_true",
                     help="count the results of each op and give the final state in short, instead of "
                          "every result (for long traces; with --all, shortens each behaviour's --json)")
-    from .walks import DEFAULT_MAX_PAGES, ENVIRONMENT
+    from ..walks import DEFAULT_MAX_PAGES, ENVIRONMENT
     sp.add_argument("--max-pages", type=positive, metavar="N",
                     help="refuse, before running, a trace whose page-by-page walks on the stages to run "
                          "(ranges until stage 26-28, all RAM at each migration sync until 38) would add "
@@ -1444,7 +1444,7 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
     teaching_options(sp)
     sp.set_defaults(func=cmd_register)
 
-    from .exercises import progress_path
+    from ..exercises import progress_path
     sp = add("exercise", "write a starter module to redo commit N yourself; hints; your progress",
              f"{prog} exercise 27               # writes exercise_27.py\n"
              f"{prog} exercise 27 --hint        # the first of three hints (--hint 3: all)\n"
@@ -1489,7 +1489,7 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
     teaching_options(sp, json="print what was written as JSON")
     sp.set_defaults(func=cmd_book)
 
-    from . import bench
+    from .. import bench
     sp = add("bench", "the cost per page of the operations the series changed, at every stage",
              f"{prog} bench                       # 4 GiB guest, 5% dirty, about a minute\n"
              f"{prog} bench --size 1G --json\n{prog} bench --plot bench.png   # needs '.[plot]'",
@@ -1527,6 +1527,3 @@ def _main(parser: Parser, argv: list[str] | None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())
