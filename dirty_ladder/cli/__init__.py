@@ -45,117 +45,10 @@ from ..model import (
     load_register_safely, module_path, resolve,
 )
 from ..streams import finish
-MAX_OPS = 100_000
-
-
-class UserError(Exception):
-    """A mistake of the user's: one line on stderr, exit status 2."""
-
-
-class Failure(Exception):
-    """Something failed that is not the user's doing: one line, exit status 1."""
-
-
-# ------------------------------------------------------------------ argparse
-class Parser(argparse.ArgumentParser):
-    """argparse, but an error is one line on stderr and exit status 2."""
-
-    def error(self, message: str):
-        raise UserError(f"{self.prog}: {' '.join(message.split())}")
-
-
-class Formatter(argparse.RawDescriptionHelpFormatter):
-    pass
-
-
-def _int(text: str, what: str) -> int:
-    try:
-        return int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{what} must be a whole number, not {text!r}") from None
-
-
-def stage_number(text: str) -> int:
-    n = _int(text, "a stage number")
-    if not 0 <= n <= LAST:
-        raise argparse.ArgumentTypeError(f"unknown stage {n}: stages are 0 to {LAST}")
-    return n
-
-
-def exercise_number(text: str) -> int:
-    n = _int(text, "an exercise number")
-    if not 1 <= n <= LAST:
-        raise argparse.ArgumentTypeError(f"unknown exercise {n}: exercises are 1 to {LAST}, one per commit "
-                                         f"(stage 0 is the starting point)")
-    return n
-
-
-def rung_number(text: str) -> int:
-    n = _int(text, "a rung number")
-    if not 1 <= n <= LAST:
-        raise argparse.ArgumentTypeError(
-            f"unknown rung {n}: rungs are 1 to {LAST} (rung N compares stage N-1 with stage N)")
-    return n
-
-
-def positive(text: str) -> int:
-    n = _int(text, "the value")
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
-    return n
-
-
-def op_count(text: str) -> int:
-    n = positive(text)
-    if n > MAX_OPS:
-        raise argparse.ArgumentTypeError(f"at most {MAX_OPS} ops, not {n}")
-    return n
-
-
-def seed_value(text: str) -> int:
-    return _int(text, "a seed")
-
-
-# ------------------------------------------------------------------ output helpers
-def out(line: str = "") -> None:
-    print(line)
-
-
-def warn(line: str) -> None:
-    print(line, file=sys.stderr)
-
-
-def _flat(value: Any) -> bool:
-    """A scalar, or a list of scalars and lists of scalars: printed on one line."""
-    if isinstance(value, (dict, list)):
-        return isinstance(value, list) and all(
-            not isinstance(x, (dict, list)) or (isinstance(x, list) and _flat(x)) for x in value)
-    return True
-
-
-def to_json(obj: Any, indent: int = 0) -> str:
-    """Indented JSON with page ranges and other flat lists on one line."""
-    pad, inner = "  " * indent, "  " * (indent + 1)
-    if _flat(obj) or (isinstance(obj, dict) and not obj):
-        return json.dumps(obj)
-    if isinstance(obj, dict):
-        items = [f"{inner}{json.dumps(str(k))}: {to_json(v, indent + 1)}" for k, v in obj.items()]
-        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
-    items = [f"{inner}{to_json(v, indent + 1)}" for v in obj]
-    return "[\n" + ",\n".join(items) + "\n" + pad + "]"
-
-
-def emit_json(obj: Any) -> None:
-    print(to_json(obj))
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-def short(value: Any, width: int = 100) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= width else text[:width - 3] + "..."
+from .common import (
+    INLINE_DIFFS, Failure, add_command, Formatter, Parser, UserError, emit_json, exercise_number, load_user_stage, op_count,
+    out, plural, positive, rung_number, seed_value, short, stage_number, teaching_options, warn,
+)
 
 
 # ------------------------------------------------------------------ list
@@ -863,15 +756,6 @@ def cmd_trace_validate(args) -> int:
 
 
 # ------------------------------------------------------------------ teaching: tour, log, register, exercise
-def load_user_stage(path: str, n: int | None) -> type:
-    """A user's module standing in for stage ``n`` (--stage-file)."""
-    from ..exercises import StageFileError, load_stage_file
-    try:
-        return load_stage_file(path, n)
-    except StageFileError as exc:
-        raise UserError(str(exc)) from None
-
-
 def _cell(value: Any, width: int) -> str:
     return short(value, width)
 
@@ -1249,16 +1133,6 @@ def cmd_book(args) -> int:
 
 
 # ------------------------------------------------------------------ the parser
-INLINE_DIFFS = "diffs with inherited code in place of super() calls"
-
-
-def teaching_options(sp: argparse.ArgumentParser, inline: str | None = None, json: str = "print JSON") -> None:
-    """--inline (when ``inline`` gives its help) and --json."""
-    if inline:
-        sp.add_argument("--inline", action="store_true", help=inline)
-    sp.add_argument("--json", action="store_true", help=json)
-
-
 def build_parser(prog: str = "dirty-ladder") -> Parser:
     p = Parser(prog=prog, formatter_class=Formatter,
                description="Step through QEMU's 2013 dirty-bitmap series, one stage at a time, "
@@ -1278,9 +1152,7 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
 
     def add(name: str, help_: str, epilog: str, description: str | None = None) -> Parser:
-        sp = sub.add_parser(name, help=help_, description=description or help_, formatter_class=Formatter,
-                            epilog="example:\n" + textwrap.indent(textwrap.dedent(epilog).strip("\n"), "  "))
-        return sp
+        return add_command(sub, name, help_, epilog, description)
 
     sp = add("list", "the 40 stages: number, v2 title, kind of step, upstream hash, rung status",
              f"{prog} list\n{prog} list --json")
