@@ -61,9 +61,9 @@ import numpy as np
 from stages import LAST, MODULES
 from stages import stage as stage_class
 from stages.bitmap import BITS_TO_LONGS, bits_of, words_from_bits
-from .machine import Machine
-from .trace import TARGET_PAGE_BITS, TARGET_PAGE_SIZE, Config
-from .views import client_flag, representation
+from ..machine import Machine
+from ..trace import TARGET_PAGE_BITS, TARGET_PAGE_SIZE, Config
+from ..views import client_flag, representation
 
 FORMAT = "dirty-bench/1"
 CONFIG = Config(host_page_size=4096, accel="kvm", xen=False)
@@ -1287,7 +1287,3 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     return run(parser.parse_args(argv))
 
-
-if __name__ == "__main__":
-    from .streams import finish
-    sys.exit(finish(main))
