@@ -36,14 +36,17 @@ one is to what numpy can do.
   to the tester's figures in the seed (6912 -> 296 ms and 14062 -> 1171 ms).
 
 Timings are of this Python model, not of QEMU: only ratios compare.
+
+The package: ``measure`` (guests, the operations, timed calls, each stage's
+cost per page), ``reference`` (the plain-numpy reference, the targets, where
+the time and memory go) and ``report`` (the progress line, the table, the
+plot); this module holds one run of the bench (``bench``) and its command
+line (``add_arguments``, ``run``, ``main``), shared by ``dirty-ladder bench``.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib
-import inspect
 import json
 import os
 import platform
@@ -51,23 +54,26 @@ import re
 import statistics
 import sys
 import time
-import tracemalloc
 from typing import Any
 
 import numpy as np
 
-from stages import LAST, MODULES
+from stages import LAST
 from stages import stage as stage_class
-from stages.bitmap import BITS_TO_LONGS
-from ..trace import TARGET_PAGE_BITS, TARGET_PAGE_SIZE
+from ..trace import TARGET_PAGE_BITS
 from . import measure
 from .measure import (
-    ALL_ONES, CLOCKS, CONFIG, FORMAT, FULL_BUDGET_NS, GRANULE, OP_LABEL, OPS, PC_EXTRA, Guest, GiB, KiB, MiB, Op,
-    Plan, Run,
-    Series, TiB, density_words, dirty_bytes, fill_record, in_rounds, make_op, stage_series,
+    CLOCKS, CONFIG, FORMAT, FULL_BUDGET_NS, GRANULE, OP_LABEL, OPS, PC_EXTRA, GiB, Guest, KiB, MiB, Op, Plan, Run,
+    Series, TiB, density_words, fill_record, in_rounds, stage_series,
 )
-from .reference import MACHINE_PART, WATCHED, Reference, bench_targets
+from .reference import Reference, bench_targets
 from .report import Progress, plot, render
+
+# what the command line, the tour, the book and the tests use
+__all__ = [
+    "FORMAT", "OPS", "OP_LABEL", "PC_EXTRA", "Guest", "Plan", "Progress", "Reference", "add_arguments", "bench",
+    "density_words", "main", "parse_density", "parse_reps", "parse_size", "parse_stages", "plot", "render", "run",
+]
 
 
 # ---- argument parsing ------------------------------------------------------------------
