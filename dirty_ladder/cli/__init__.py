@@ -40,13 +40,14 @@ from ..streams import finish
 from . import bench, checking, running, stepping, teaching
 from .common import Failure, Formatter, Parser, UserError
 
-GROUPS = (stepping, running, checking, teaching, bench)
-# the order --help lists the commands in
+GROUPS = (stepping, running, checking, teaching, bench)     # each has PARSERS: command -> add_COMMAND(sub, prog)
+# the order --help lists the commands in, as it always has (the groups interleave)
 COMMANDS = ("list", "show", "diff", "replay", "check", "trace", "tour", "log", "register", "exercise", "verify",
             "book", "bench")
 
 
 def build_parser(prog: str = "dirty-ladder") -> Parser:
+    """The top-level parser; each command's own arguments come from its group's module."""
     p = Parser(prog=prog, formatter_class=Formatter,
                description="Step through QEMU's 2013 dirty-bitmap series, one stage at a time, "
                            "and run your own traces through it.",

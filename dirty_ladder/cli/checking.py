@@ -11,7 +11,9 @@ import tomllib
 
 from stages import LAST, stage
 
-from .common import Failure, UserError, add_command, emit_json, load_user_stage, out, positive, rung_number, seed_value, warn
+from .common import (
+    Failure, UserError, add_command, emit_json, load_user_stage, out, positive, rung_number, seed_value, warn,
+)
 
 
 # ------------------------------------------------------------------ check
