@@ -580,16 +580,17 @@ def _esc(text: str) -> str:
 
 
 def _label_width(labels: list[str]) -> int:
-    return 16 + int(6.8 * max([len(x) for x in labels] + [8]))
+    return 16 + int(6.7 * max([len(x) for x in labels] + [8]))
 
 
 def _grid_svg(g: Grid) -> str:
     bands = list(range(g.first - g.first % WORD, g.end, WORD))
     cols = WORD if len(bands) > 1 else g.end - g.first
     cw = CW if cols > 16 else 40                         # a few pages: wide enough to read each
-    labels = [("  " if r.group else "") + r.label + " (differs)" for r in g.rows] + [b[0] for b in g.bars]
+    labels = [("  " if r.group else "") + r.label + (" (differs)" if r.differs else "") for r in g.rows] \
+        + [b[0] for b in g.bars]
     lw = _label_width(labels)
-    value_w = 150 if any(r.word_values for r in g.rows) else 0
+    value_w = 140 if any(r.word_values for r in g.rows) else 0
     width = lw + cols * cw + value_w + 20
     parts: list[str] = []
     y = 8
@@ -605,7 +606,8 @@ def _grid_svg(g: Grid) -> str:
         y += 18
         for p in range(a, b):
             x = x_of(p)
-            if p in (a, b - 1) or p % 16 == 0 or p in g.marks or p in g.edges or cw > CW:
+            ends = p == a or (p == b - 1 and (b - 1 - a >= 3 or cw > CW))
+            if ends or p % 16 == 0 or p in g.marks or p in g.edges or cw > CW:
                 parts.append(f'<text x="{x + cw / 2:.1f}" y="{y + 8}" font-size="8" text-anchor="middle" '
                              f'{FONT} fill="#555">{p}</text>')
                 parts.append(f'<text x="{x + cw / 2:.1f}" y="{y + 17}" font-size="7" text-anchor="middle" '

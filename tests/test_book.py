@@ -9,6 +9,7 @@ $DIRTY_LADDER_ARTIFACTS, default a temporary directory).
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import os
@@ -120,7 +121,9 @@ class Page(HTMLParser):
             self._figure["text"] += data
 
 
+@functools.lru_cache(maxsize=None)
 def parse(path: Path) -> Page:
+    """A page of the book, parsed once (the book is written once per module)."""
     p = Page()
     p.feed(path.read_text(encoding="utf-8"))
     return p
@@ -833,6 +836,9 @@ def test_the_book_in_a_headless_browser(book, chromium, tmp_path):
         shot = artifacts / f"book-stage-{n}.png"
         chromium.screenshot(shot)
         chromium.screenshot(artifacts / f"book-stage-{n}-full.png", full_page=True)
+        chromium.js("document.getElementById('pictures').scrollIntoView()")
+        chromium.screenshot(artifacts / f"book-stage-{n}-pictures.png")
+        chromium.js("window.scrollTo(0, 0)")
         width, height, rows = png_pixels(shot.read_bytes())
         assert (width, height) == (1280, 900)
         bpp = len(rows[0]) // width
