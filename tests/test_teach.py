@@ -41,6 +41,12 @@ def user_error(capsys, *args: str) -> str:
 
 
 @pytest.fixture(autouse=True)
+def plain_width(monkeypatch):
+    """The tour's width when piped and nothing says otherwise (100 columns)."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def progress_file(tmp_path, monkeypatch):
     path = tmp_path / "state" / "progress.json"
     monkeypatch.setenv("DIRTY_LADDER_PROGRESS", str(path))

@@ -33,6 +33,13 @@ GLOSSARY = tomllib.loads((ROOT / "dirty_ladder" / "glossary.toml").read_text(enc
 ESC = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\x1b[()][0-9A-Za-z]")
 
 
+@pytest.fixture(autouse=True)
+def plain_width(monkeypatch):
+    """The width a pipe gets when nothing says otherwise (100 columns)."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
+
+
 def run(capsys, *args: str) -> tuple[int, str, str]:
     rc = cli.main(list(args))
     c = capsys.readouterr()

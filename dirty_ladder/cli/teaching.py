@@ -149,7 +149,8 @@ def show_stage(screen, ts: dict[str, Any], top: str, diff: bool = True) -> None:
     screen.line(f"== stage {n:02d}: {doc.title}", style="heading")
     screen.line(f"   kind: {doc.kind}; module: {doc.module}")
     screen.line(f"   upstream: {doc.upstream_url or '- (not merged as such)'}")
-    screen.rule("What the commit does, and why behaviour is kept (the module's docstring)")
+    screen.rule("What the commit does, and why behaviour is kept (the module's docstring)" if n else
+                "The code before the series (the module's docstring)")
     screen.markdown(doc.body)
     drawn = pictures.stage_pictures(n)
     if drawn:
