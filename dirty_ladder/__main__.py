@@ -1,4 +1,4 @@
-"""``python -m dirty_ladder``: the ``dirty-ladder`` command (dirty_ladder/cli.py)."""
+"""``python -m dirty_ladder``: the ``dirty-ladder`` command (dirty_ladder/cli/)."""
 
 import sys
 

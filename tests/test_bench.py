@@ -1,4 +1,4 @@
-"""The bench (dirty_ladder/bench.py) on a tiny configuration: the shape of what it
+"""The bench (dirty_ladder/bench/) on a tiny configuration: the shape of what it
 reports, never its speeds (those are the bench's own output, not tests)."""
 
 import argparse

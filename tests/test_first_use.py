@@ -409,6 +409,8 @@ def test_the_build_ships_the_changelog_and_the_bench(tmp_path):
     for name, shipped in (("CHANGELOG.md", "CHANGELOG.md"), ("docs/bench.json", "bench.json")):
         assert (build / "dirty_ladder" / "data" / shipped).read_bytes() == (ROOT / name).read_bytes(), name
     assert (build / "dirty_ladder" / "data" / "conformance.jsonl").is_file()
+    for package in ("dirty_ladder/cli", "dirty_ladder/bench"):          # subpackages pyproject.toml must list
+        assert (build / package / "__init__.py").is_file() and (build / package / "__main__.py").is_file(), package
     assert not (source / "dirty_ladder" / "data" / "CHANGELOG.md").exists()     # the source tree is left alone
 
 

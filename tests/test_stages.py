@@ -114,7 +114,7 @@ def test_user_facing_text_names_no_tracker_issue():
     """Help text, docstrings and the README speak to users, who do not see
     the project's issue tracker: no "issue 4" in them."""
     files = [ROOT / "README.md", ROOT / "CHANGELOG.md", *ROOT.glob("docs/*.md"),
-             *ROOT.glob("stages/*.py"), *ROOT.glob("dirty_ladder/*.py"), *ROOT.glob("dirty_ladder/*.toml"),
+             *ROOT.glob("stages/*.py"), *ROOT.glob("dirty_ladder/**/*.py"), *ROOT.glob("dirty_ladder/*.toml"),
              *ROOT.glob("tests/*.py")]
     pattern = re.compile(r"\bissues? #?\d+")
     found = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in files if p.name != "test_stages.py"

@@ -1,0 +1,405 @@
+"""Stepping through the ladder: ``list`` (the 40 stages), ``show`` (the API
+at a stage, or one function's source), ``diff`` (what a stage changed) and
+``log`` (stages one after another, or one function's history)."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import itertools
+import re
+import textwrap
+from typing import Any
+
+from stages import LAST, MODULES, stage
+from stages.common import removed
+
+from ..model import (
+    Api, bytes_text, function_of, per_page_text, spans, api_of, compute_diff, entries_by_rung,
+    load_register_safely, module_path, resolve,
+)
+from .common import (
+    INLINE_DIFFS, UserError, add_command, emit_json, load_user_stage, out, stage_number, teaching_options,
+)
+
+
+# ------------------------------------------------------------------ list
+def add_list(sub, prog: str) -> None:
+    sp = add_command(sub, "list", "the 40 stages: number, v2 title, kind of step, upstream hash, rung status",
+                          f"{prog} list\n{prog} list --json")
+    sp.add_argument("--json", action="store_true", help="print a JSON list")
+    sp.set_defaults(func=cmd_list)
+
+
+def cmd_list(args) -> int:
+    register = load_register_safely()
+    by_rung = entries_by_rung(register or [])
+    rows = []
+    for n in range(LAST + 1):
+        cls = stage(n)
+        entries = by_rung.get(n, [])
+        if n == 0:
+            status = "baseline"
+        elif register is None:
+            status = "unknown (register unreadable)"
+        else:
+            status = "diverges" if entries else "same behaviour"
+        rows.append({
+            "stage": n, "title": cls.TITLE, "kind": cls.KIND, "upstream": cls.UPSTREAM,
+            "module": MODULES[n], "status": status,
+            "divergences": [{"id": e.id, "status": e.status, "what": e.what} for e in entries],
+        })
+    if args.json:
+        emit_json(rows)
+        return 0
+    for line in list_lines(rows):
+        out(line)
+    return 0
+
+
+LIST_WIDTH = 100
+
+
+def _abbrev(text: str) -> str:
+    """The text up to its first parenthesis or semicolon."""
+    return re.split(r" \(|;", text, maxsplit=1)[0]
+
+
+def _hash(row: dict[str, Any]) -> str:
+    return (row["upstream"] or "-").split()[0]
+
+
+def rung_word(row: dict[str, Any]) -> str:
+    """What the register says of a rung: baseline, same, or the entries' statuses."""
+    if not row["divergences"]:
+        return {"baseline": "baseline", "same behaviour": "same"}.get(row["status"], "?")
+    counts: dict[str, int] = {}
+    for d in row["divergences"]:
+        counts[d["status"]] = counts.get(d["status"], 0) + 1
+    return "+".join(k + (f" x{v}" if v > 1 else "") for k, v in counts.items())
+
+
+def list_lines(rows: list[dict[str, Any]], width: int = LIST_WIDTH) -> list[str]:
+    """The stage table in ``width`` columns: kinds abbreviated, titles wrapped."""
+    kw, uw = 20, max(len(_hash(r)) for r in rows)
+    rw = max(6, *(len(rung_word(r)) for r in rows))
+    lead = 2 + 2 + uw + 2 + kw + 2 + rw + 2
+    tw = width - lead
+    lines = [f"{'#':>2}  {'upstream':<{uw}}  {'kind of step':<{kw}}  {'rung':<{rw}}  title (v2)"]
+    for r in rows:
+        title = textwrap.wrap(r["title"], tw) or [""]
+        kind = textwrap.wrap(_abbrev(r["kind"]), kw) or [""]
+        lines.append(f"{r['stage']:>2}  {_hash(r):<{uw}}  {kind[0]:<{kw}}  "
+                     f"{rung_word(r):<{rw}}  {title[0]}")
+        for k, t in itertools.zip_longest(kind[1:], title[1:], fillvalue=""):
+            lines.append(f"{'':{2 + 2 + uw + 2}}{k:<{kw}}  {'':<{rw}}  {t}".rstrip())
+    lines.append("")
+    lines += textwrap.wrap("rung: what the divergence register says of the rung from the stage before "
+                           "(same: no difference; intended, fix, bug, benign: the status of each entry; "
+                           "`register` lists them).", width)
+    return lines
+
+
+# ------------------------------------------------------------------ show
+def add_show(sub, prog: str) -> None:
+    sp = add_command(sub, "show", "the dirty API at stage N, or the source of one function there",
+                          f"{prog} show 19\n{prog} show 25 cpu_physical_memory_clear_dirty_range\n{prog} show 19 --json",
+                          description="Without FUNCTION: the constants, the state representation with its bytes per "
+                                      "page, and each dirty-API function with its signature, the C file or header "
+                                      "that declares it at that stage and the stage that last changed it. With "
+                                      "FUNCTION: its Python source as in force at stage N, wherever it was written.")
+    sp.add_argument("stage", type=stage_number, metavar="N", help=f"stage number, 0 to {LAST}")
+    sp.add_argument("function", nargs="?", metavar="FUNCTION", help="a function (or constant) of that stage")
+    teaching_options(sp, inline="show inherited code in place of super() calls (e.g. show 15 "
+                                "cpu_physical_memory_get_dirty_flag --inline)")
+    sp.set_defaults(func=cmd_show)
+
+
+def _stage_header(cls: type) -> list[str]:
+    return [f"stage {cls.STAGE:02d}: {cls.TITLE}",
+            (f"  kind: {cls.KIND}; upstream: {cls.UPSTREAM or '- (not merged as such)'}; "
+             f"module: {module_path(cls.__module__)}")]
+
+
+def _unknown_function(n: int, name: str, api: Api) -> UserError:
+    cls = api.cls
+    owner, raw = resolve(cls, name)
+    if isinstance(raw, removed):
+        why = f" ({raw.why})" if raw.why else ""
+        return UserError(f"stage {n} has no function {name}: removed at stage {owner.STAGE}{why}")
+    present = [] if name.startswith("_") else [
+        k for k in range(LAST + 1) if function_of(stage(k), name) is not None]
+    if present:
+        return UserError(f"stage {n} has no function {name}: it exists at stages {spans(present)}")
+    close = difflib.get_close_matches(name, list(api.functions) + list(api.constants), n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return UserError(f"stage {n} has no function {name!r}{hint}")
+
+
+def source_of(fn, inline: bool) -> str:
+    return fn.inlined_source if inline else fn.source
+
+
+def cmd_show(args) -> int:
+    api = api_of(args.stage)
+    cls = api.cls
+    if args.function:
+        name = args.function
+        if name in api.constants:
+            c = api.constants[name]
+            if args.json:
+                emit_json({"stage": api.n, "constant": c.as_dict()})
+            else:
+                out(f"{name} = {c.value} at stage {api.n:02d}; declared in {c.declared_in or '-'}; "
+                    f"last changed at stage {c.owner.STAGE:02d} ({module_path(c.owner.__module__)})")
+            return 0
+        fn = api.functions.get(name)
+        if fn is None:
+            raise _unknown_function(api.n, name, api)
+        if args.json:
+            emit_json({"stage": api.n, "function": {**fn.as_dict(), "source": source_of(fn, args.inline)}})
+            return 0
+        out(f"{name}{fn.signature}")
+        out(f"  at stage {api.n:02d}: declared in {fn.declared_in or '-'}")
+        since = f"  in force since stage {fn.last_changed:02d} ({module_path(fn.owner.__module__)})"
+        if fn.alias_of:
+            since += f", bound there to {fn.alias_of}"
+        out(since)
+        out(f"  source written in {fn.written_in}" + (f" as {fn.alias_of}" if fn.alias_of else ""))
+        out()
+        out(source_of(fn, args.inline).rstrip("\n"))
+        return 0
+
+    if args.json:
+        emit_json({
+            "stage": api.n, "title": cls.TITLE, "kind": cls.KIND, "upstream": cls.UPSTREAM,
+            "module": module_path(cls.__module__),
+            "representation": api.repr_dict(),
+            "constants": [c.as_dict() for c in api.constants.values()],
+            "functions": [f.as_dict() for f in api.functions.values()],
+            "other_declarations": api.other,
+        })
+        return 0
+    for line in _stage_header(cls):
+        out(line)
+    out()
+    out(f"representation: {api.representation} ({api.repr_dict()['store']})")
+    out(f"  {per_page_text(api)}")
+    out()
+    out(f"constants ({len(api.constants)}):")
+    nw = max((len(c) for c in api.constants), default=0)
+    for c in api.constants.values():
+        out(f"  {c.name:<{nw}} = {c.value:<4}  {c.declared_in or '-'}  (stage {c.owner.STAGE:02d})")
+    out()
+    out(f"functions ({len(api.functions)}): name, declared in, last changed at stage, signature")
+    nw = max((len(f) for f in api.functions), default=0)
+    dw = max((len(f.declared_in or "-") for f in api.functions.values()), default=0)
+    for f in api.functions.values():
+        out(f"  {f.name:<{nw}}  {f.declared_in or '-':<{dw}}  {f.last_changed:02d}  {f.signature}")
+    if api.other:
+        out()
+        out("other declarations (types):")
+        ow = max(len(name) for name in api.other)
+        for name, where in api.other.items():
+            out(f"  {name:<{ow}}  {where}")
+    return 0
+
+
+# ------------------------------------------------------------------ diff
+def add_diff(sub, prog: str) -> None:
+    sp = add_command(sub, "diff", "what changed from stage N-1 to N (or from N to M)",
+                          f"{prog} diff 25        # stage 24 -> 25: a rename\n{prog} diff 12 19     # several commits\n"
+                          f"{prog} diff 29 --json\n{prog} diff 19 --inline   # inherited code in place of super() calls\n"
+                          f"{prog} diff 27 --stage-file exercise_27.py   # your stage 27 against stage 26",
+                          description="Functions added, removed and renamed (likely when the body is the same), "
+                                      "signatures changed, representation and constants changed, declarations "
+                                      "moved, the register's divergences, and a unified diff of the source of each "
+                                      "changed function: `git show` for the ladder.")
+    sp.add_argument("n", type=stage_number, metavar="N", help="stage (alone: compared with N-1)")
+    sp.add_argument("m", type=stage_number, metavar="M", nargs="?", help="second stage: diff N -> M")
+    sp.add_argument("--stage-file", metavar="FILE",
+                    help="a module whose class Stage stands in for the second stage (your exercise)")
+    teaching_options(sp, inline="show inherited code in place of super() calls (diff 19 --inline: the "
+                                "byte code that the bitmaps replace)")
+    sp.set_defaults(func=cmd_diff)
+
+
+def cmd_diff(args) -> int:
+    n, m = args.n, args.m
+    if m is None:
+        if n == 0:
+            raise UserError("stage 0 has no stage before it: give two stages, e.g. `diff 0 5`")
+        n, m = n - 1, n
+    classes = {}
+    if args.stage_file:
+        classes[m] = load_user_stage(args.stage_file, m)
+    d = compute_diff(n, m, classes, inline=args.inline)
+    if args.json:
+        emit_json(d)
+        return 0
+    for line in format_diff(d):
+        out(line)
+    return 0
+
+
+def format_diff(d: dict[str, Any], message: bool = True) -> list[str]:
+    """The text of a compute_diff() result, as ``diff`` prints it."""
+    n, m = d["from"], d["to"]
+    lines: list[str] = []
+    out = lines.append
+    out(f"diff stage {n:02d} -> stage {m:02d}" + ("  (backwards)" if m < n else ""))
+    if d["message"] and message:
+        out("")
+        out(textwrap.indent(d["message"], "    "))
+    elif d["commits"] and message:
+        out("commits:")
+        for c in d["commits"]:
+            out(f"  {c['stage']:02d}  {c['upstream'] or '-':<24}  {c['title']}")
+    out("")
+    nothing = True
+
+    def section(title: str, items: list[str]) -> None:
+        nonlocal nothing
+        if items:
+            nothing = False
+            out(f"{title}:")
+            for line in items:
+                out(f"  {line}")
+            out("")
+
+    section("removed", [f"{r['name']}{r['signature']}" for r in d["removed"]])
+    section("added", [f"{r['name']}{r['signature']}  [{r['declared_in'] or '-'}]" for r in d["added"]])
+    section("renamed", [f"{r['from']} -> {r['to']}  ("
+                        + ("likely rename: " if r["likely"] else "possible rename, ") + r["reason"] + ")"
+                        for r in d["renamed"]])
+    sig_lines = []
+    for s in d["signature_changes"]:
+        sig_lines.append(f"{s['name']}: {s['from']}  ->  {s['to']}")
+        if "parameters" in s:
+            sig_lines.append(f"    parameters: {', '.join(s['parameters']['from'])} -> "
+                             f"{', '.join(s['parameters']['to'])}")
+        if "returns" in s:
+            sig_lines.append(f"    returns: {s['returns']['from'] or 'unannotated'} -> "
+                             f"{s['returns']['to'] or 'unannotated'}")
+    section("signatures changed", sig_lines)
+    rep = d["representation"]
+    if rep["changed"]:
+        section("representation changed", [
+            (f"{rep['from']['kind']} ({bytes_text(rep['from']['bytes_per_page'])} per page) -> "
+             f"{rep['to']['kind']} ({bytes_text(rep['to']['bytes_per_page'])} per page)"),
+            f"from {rep['from']['store']}", f"to {rep['to']['store']}"])
+    c = d["constants"]
+    section("constants changed",
+            [f"- {k} = {v}" for k, v in c["removed"].items()]
+            + [f"+ {k} = {v}" for k, v in c["added"].items()]
+            + [f"~ {k}: {v[0]} -> {v[1]}" for k, v in c["changed"].items()])
+    section("declarations moved", [f"{x['name']}: {x['from']} -> {x['to']}" for x in d["declarations_moved"]])
+    title = ("behaviour of the real commits (register; `verify FILE` checks yours)" if d.get("stand_in")
+             else "behaviour (register)")
+    section(title, [f"rung {e['rung']:02d} diverges: {e['id']} ({e['status']}): {e['what']}"
+                    for e in d["divergences"]])
+    if d["changed_functions"]:
+        nothing = False
+        out(f"source changed ({len(d['changed_functions'])}):")
+        for ch in d["changed_functions"]:
+            out("")
+            out(ch["diff"].rstrip("\n"))
+        out("")
+    if nothing:
+        out("no change in the dirty API")
+    return lines
+
+
+# ------------------------------------------------------------------ log
+def add_log(sub, prog: str) -> None:
+    sp = add_command(sub, "log", "walk a range of stages like git log (-p: with diffs), or one function's history (-L)",
+                          f"{prog} log 24..27 -p      # stages 25, 26 and 27 with their diffs\n"
+                          f"{prog} log --oneline\n{prog} log -L cpu_physical_memory_get_dirty_flag",
+                          description="Each stage of the range in ladder order (oldest first: git log --reverse): its "
+                                      "upstream hash, title, kind, register entries and the explanation from its "
+                                      "docstring; -p adds its diff from the stage before. N..M means the stages after "
+                                      "N up to M, as in git; N alone means stage N. -L FUNCTION: every stage that "
+                                      "added, changed, renamed, re-declared or removed it (following renames).")
+    sp.add_argument("range", nargs="?", metavar="N..M", help="stages after N up to M (default: all)")
+    sp.add_argument("-p", "--patch", action="store_true", help="show each stage's diff")
+    sp.add_argument("-L", metavar="FUNCTION", help="the history of one function across the ladder")
+    sp.add_argument("--oneline", action="store_true", help="one line per stage")
+    teaching_options(sp, inline=INLINE_DIFFS)
+    sp.set_defaults(func=cmd_log)
+
+
+def parse_range(text: str | None) -> list[int]:
+    """``N..M`` (the stages after N up to M, as git reads a range), ``N`` (stage N
+    alone), ``N..`` or ``..M``; no range: every stage 1 to LAST."""
+    if text is None:
+        return list(range(1, LAST + 1))
+    try:
+        if ".." in text:
+            a, b = text.split("..", 1)
+            lo = stage_number(a) if a else 0
+            hi = stage_number(b) if b else LAST
+            if hi <= lo:
+                raise UserError(f"log: empty range {text}: in N..M, M must be after N (stages N+1 to M)")
+            return list(range(lo + 1, hi + 1))
+        n = stage_number(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UserError(f"log: bad range {text!r}: {exc}") from None
+    if n == 0:
+        raise UserError("log: stage 0 is the starting point, not a commit: give 1 to 39, or 0..N")
+    return [n]
+
+
+def cmd_log(args) -> int:
+    from ..model import function_history, stage_doc
+    if args.L:
+        if args.range is not None:
+            raise UserError("log: -L FUNCTION walks the whole ladder; give no range with it")
+        history = function_history(args.L)
+        if not history:
+            known = sorted({f for k in range(LAST + 1) for f in api_of(k).functions})
+            close = difflib.get_close_matches(args.L, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise UserError(f"log: no stage has a function {args.L!r}{hint}")
+        if args.json:
+            emit_json({"function": args.L, "history": history})
+            return 0
+        for h in history:
+            head = f"stage {h['stage']:02d}"
+            if h["stage"]:
+                head += f"  {h['change']}: {h['name']}  ({h['title']}; {h['kind']})"
+            else:
+                head += f"  {h['change']}: {h['name']}{h['signature']}"
+            out(head)
+            out()
+            out(textwrap.indent(h["diff"].rstrip("\n"), "    ") if h["diff"] else "    (no source change)")
+            out()
+        return 0
+    register = entries_by_rung(load_register_safely() or [])
+    numbers = parse_range(args.range)
+    rows = []
+    for k in numbers:
+        doc = stage_doc(k)
+        row = {"stage": k, "title": doc.title, "upstream": doc.upstream, "kind": doc.kind,
+               "explanation": doc.body, "register": [{"id": e.id, "status": e.status} for e in register.get(k, [])]}
+        if args.patch:
+            row["diff"] = compute_diff(k - 1, k, inline=args.inline)
+        rows.append(row)
+    if args.json:
+        emit_json(rows)
+        return 0
+    for row in rows:
+        reg = ", ".join(f"{e['id']} ({e['status']})" for e in row["register"]) or "no divergence"
+        out(f"stage {row['stage']:02d}  {row['upstream'] or '-'}  {row['title']}")
+        if args.oneline:
+            continue
+        out(f"Kind: {row['kind']}; register: {reg}")
+        out()
+        out(textwrap.indent(row["explanation"], "    "))
+        out()
+        if args.patch:
+            for line in format_diff(row["diff"], message=False)[2:]:
+                out(line)
+    return 0
+
+
+PARSERS = {"list": add_list, "show": add_show, "diff": add_diff, "log": add_log}

@@ -1,0 +1,449 @@
+"""Teaching the series: ``tour`` (the chapters, and each stage explained),
+``register`` (the divergence register, an entry replayed before and after),
+``exercise`` (a starter module to redo a commit, hints, progress) and
+``book`` (the tour as a static website)."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import sys
+import textwrap
+from typing import Any
+
+from stages import LAST, stage
+
+from ..model import load_register_safely, spans
+from .common import (
+    INLINE_DIFFS, Failure, UserError, add_command, emit_json, exercise_number, out, plural, positive, short,
+    stage_number, teaching_options, warn,
+)
+from .running import describe_op
+from .stepping import format_diff
+
+
+# ------------------------------------------------------------------ a register entry, as tour and register print it
+def _cell(value: Any, width: int) -> str:
+    return short(value, width)
+
+
+def replay_table(rows: list[dict[str, Any]], a: int, b: int, width: int = 100) -> list[str]:
+    """Observables side by side: name, stage a, stage b; '*' marks a row that differs."""
+    nw = min(max(len(r["name"]) for r in rows), 28)
+    vw = (width - nw - 8) // 2
+    lines = [f"  {'':{nw}}  {'stage ' + format(a, '02d'):<{vw}}  stage {b:02d}"]
+    for r in rows:
+        mark = "*" if r["differs"] else " "
+        lines.append(f"{mark} {r['name'][:nw]:<{nw}}  {_cell(r['before'], vw):<{vw}}  {_cell(r['after'], vw)}")
+    return lines
+
+
+def entry_lines(entry: dict[str, Any], width: int = 100) -> list[str]:
+    """A register entry and its minimal trace/call replayed before and after its rung."""
+    lines = textwrap.wrap(f"{entry['id']} (rung {entry['rung']:02d}, {entry['status']}): {entry['what']}",
+                          width, subsequent_indent="  ")
+    lines += textwrap.wrap(entry["explanation"], width - 4, initial_indent="    ", subsequent_indent="    ")
+    if entry["fixed_upstream"]:
+        lines += textwrap.wrap(f"upstream: {entry['fixed_upstream']}", width - 4,
+                               initial_indent="    ", subsequent_indent="    ")
+    if entry.get("override_source"):
+        lines.append(f"  the change as code, on stage {entry['rung'] - 1:02d} (dirty_ladder/bridges.py):")
+        lines += ["    " + line for line in entry["override_source"].rstrip("\n").splitlines()]
+    r = entry["replay"]
+    a, b = r["before_stage"], r["after_stage"]
+    if "trace" in r:
+        t = r["trace"]
+        lines += textwrap.wrap(f"minimal trace ({describe_config_dict(t['trace'].get('config', {}))}): "
+                               + "; ".join(describe_op(op) for op in t["trace"]["ops"]), width,
+                               initial_indent="  ", subsequent_indent="    ")
+        lines.append(f"  replayed on stages {a:02d} and {b:02d} ('*': differs):")
+        lines += ["  " + x for x in replay_table(t["rows"], a, b, width - 2)]
+    if "call" in r:
+        c = r["call"]
+        lines += textwrap.wrap(f"minimal call: {c['describe']}", width, initial_indent="  ",
+                               subsequent_indent="    ")
+        lines.append(f"  called on stages {a:02d} and {b:02d} ('*': differs):")
+        lines += ["  " + x for x in replay_table(c["rows"], a, b, width - 2)]
+    return lines
+
+
+def describe_config_dict(config: dict[str, Any]) -> str:
+    from ..trace import DEFAULT_CONFIG
+    c = {**DEFAULT_CONFIG, **config}
+    return f"host_page_size {c['host_page_size']}, accel {c['accel']}, xen {str(c['xen']).lower()}"
+
+
+# ------------------------------------------------------------------ tour
+def add_tour(sub, prog: str) -> None:
+    sp = add_command(sub, "tour", "the guided tour of the series: chapters, and each stage with its diff, "
+                                  "docstring, pictures, register entries replayed and cost",
+                          f"{prog} tour                 # the chapters\n{prog} tour api-cleanup     # the first chapter\n"
+                          f"{prog} tour 19              # one stage in full\n{prog} tour ch5 --full      "
+                          f"# chapter 5 with every stage in full\n{prog} tour glossary        # the terms",
+                          description="Prints the tour: a chapter's own words (dirty_ladder/tour.toml) and one line "
+                                      "per stage; a stage in full: its title, upstream commit and kind of step, the "
+                                      "docstring's account of why behaviour is kept, pictures of the data it "
+                                      "changes, its cost in this Python model where the bench saw one, the "
+                                      "register entries it caused with their minimal traces replayed before and "
+                                      "after, the invariant breaks that begin there, and its diff. On a terminal "
+                                      "it is coloured and paged; piped, it is plain text.")
+    sp.add_argument("what", nargs="?", metavar="CHAPTER|N|glossary",
+                    help="a chapter (its id, or ch1 to ch5), a stage number, or glossary")
+    sp.add_argument("--full", action="store_true", help="with a chapter: every stage in full after its prose")
+    sp.add_argument("--no-diff", action="store_true", help="leave out the diffs")
+    sp.add_argument("--no-pager", action="store_true", help="never page, even on a terminal")
+    teaching_options(sp, inline=INLINE_DIFFS)
+    sp.set_defaults(func=cmd_tour)
+
+
+def _statuses(entries: list[dict[str, Any]]) -> str:
+    """A rung's register entries in a few words: their statuses, or "same"."""
+    statuses = [e["status"] for e in entries]
+    if not statuses:
+        return "same"
+    return ", ".join(s + (f" x{statuses.count(s)}" if statuses.count(s) > 1 else "")
+                     for s in sorted(set(statuses), key=statuses.index))
+
+
+def show_entry(screen, entry: dict[str, Any]) -> None:
+    """A register entry in the tour: what, why, the change as code, its
+    minimal trace or call replayed before and after, and its picture."""
+    from .. import pictures
+    screen.line(f"{entry['id']} (rung {entry['rung']:02d}, {entry['status']})", style="bold")
+    screen.paragraph(entry["what"], indent=2, style="bold")
+    screen.paragraph("Why: " + entry["explanation"], indent=2)
+    if entry["fixed_upstream"]:
+        screen.paragraph("Upstream: " + entry["fixed_upstream"], indent=2)
+    if entry.get("override_source"):
+        screen.line(f"  the change as code, on stage {entry['rung'] - 1:02d} (dirty_ladder/bridges.py):")
+        screen.code(entry["override_source"], indent=4)
+    r = entry["replay"]
+    a, b = r["before_stage"], r["after_stage"]
+    for kind in ("trace", "call"):
+        if kind not in r:
+            continue
+        part = r[kind]
+        if kind == "trace":
+            screen.paragraph(f"minimal trace ({describe_config_dict(part['trace'].get('config', {}))}): "
+                             + "; ".join(describe_op(op) for op in part["trace"]["ops"]), indent=2)
+        else:
+            screen.paragraph(f"minimal call: {part['describe']}", indent=2)
+        rows = part["rows"]
+        width = max(12, (screen.width - 36) // 2)
+        screen.table(["", "observable", f"stage {a:02d}", f"stage {b:02d}"],
+                     [["*" if row["differs"] else "", row["name"], short(row["before"], width),
+                       short(row["after"], width)] for row in rows],
+                     styles=["differs" if row["differs"] else None for row in rows], no_wrap=(0,), indent=2)
+        picture = pictures.entry_picture(r, kind)
+        if picture is not None:
+            screen.lines(["  " + x for x in picture.text(screen.width - 2)])
+
+
+def show_stage(screen, ts: dict[str, Any], top: str, diff: bool = True) -> None:
+    """One stage in full, as ``tour N`` prints it."""
+    from .. import pictures
+    from ..model import cost_text, seed_text
+    doc = ts["doc"]
+    n = doc.n
+    screen.line(f"== stage {n:02d}: {doc.title}", style="heading")
+    screen.line(f"   kind: {doc.kind}; module: {doc.module}")
+    screen.line(f"   upstream: {doc.upstream_url or '- (not merged as such)'}")
+    screen.rule("What the commit does, and why behaviour is kept (the module's docstring)" if n else
+                "The code before the series (the module's docstring)")
+    screen.markdown(doc.body)
+    drawn = pictures.stage_pictures(n)
+    if drawn:
+        screen.rule("Pictures of the data it changes (drawn from a replay of the stages' own code)")
+        for p in drawn:
+            screen.lines(p.text(screen.width))
+            screen.line()
+    if ts["costs"]:
+        screen.rule("Cost, in this Python model (docs/bench.json), not QEMU's")
+        for c in ts["costs"]:
+            screen.line(f"  {cost_text(c)}")
+            for s in c.get("seed", []):
+                screen.line(f"    {seed_text(s)}", style="seed")
+    if n:
+        count = len(ts["entries"])
+        screen.rule(f"The register: {count or 'nothing'} {'entry' if count == 1 else 'entries' if count else ''} "
+                    f"at rung {n:02d}".replace("  ", " "))
+        if ts["entries"]:
+            screen.markdown(
+                f"The commit is two steps: the behaviour change{'s' if count > 1 else ''} below, each written as "
+                f"code on stage {n - 1:02d}, and a pure refactoring: stage {n - 1:02d} with "
+                f"{'these changes' if count > 1 else 'this change'} behaves exactly as stage {n:02d} (the rung "
+                f"tests check it on every trace of their scope).")
+            for e in ts["entries"]:
+                screen.line()
+                show_entry(screen, e)
+        else:
+            screen.line(f"   The rung tests find no difference between stage {n - 1:02d} and stage {n:02d}.")
+    for b in ts["breaks"]:
+        screen.rule(f"Invariant break that begins here: {b.id}")
+        screen.markdown(f"{b.what} (stages {spans(b.stages)}, {b.config})")
+    if diff and ts["diff"] is not None:
+        screen.rule(f"Try it yourself, then the commit's solution")
+        screen.paragraph(f"Try `{top} exercise {n}` first: it writes exercise_{n:02d}.py, stage {n - 1:02d}'s "
+                         f"code to turn into stage {n:02d}, and `{top} verify exercise_{n:02d}.py` checks it. The "
+                         f"commit's own diff from stage {n - 1:02d}:")
+        lines = format_diff(ts["diff"], message=False)[1:]
+        screen.diff("\n".join(lines))
+
+
+def show_chapter(screen, ch, data: list[dict[str, Any]], top: str, full: bool, diff: bool) -> None:
+    """A chapter: its prose first, then one line per stage (``--full``: each stage in full)."""
+    screen.line(f"Chapter {ch.number}: {ch.title}  (stages {spans(ch.stages)})", style="heading")
+    screen.rule("The problem")
+    screen.markdown(ch.problem)
+    if ch.result:
+        screen.rule("In the real world")
+        screen.markdown(ch.result)
+    screen.rule("What to look at")
+    screen.markdown(ch.look_at)
+    screen.rule(f"The stages (`{top} tour N` shows stage N in full)")
+    screen.table(["#", "title (v2)", "register"],
+                 [[f"{ts['stage']:02d}", ts["doc"].title, _statuses(ts["entries"])] for ts in data],
+                 styles=["differs" if any(e["status"] == "bug" for e in ts["entries"]) else None for ts in data],
+                 no_wrap=(0,))
+    if full:
+        for ts in data:
+            screen.line()
+            show_stage(screen, ts, top, diff=diff)
+
+
+def show_glossary(screen, terms) -> None:
+    screen.line("The glossary: the terms the stages, the register and the tour use", style="heading")
+    screen.line("(dirty_ladder/glossary.toml; the book links each term's first use on every page)")
+    for t in terms:
+        screen.line()
+        screen.line(f"{t.term}  (first matters at stage {t.stage:02d})", style="term")
+        screen.markdown(t.text, indent=2)
+
+
+def cmd_tour(args) -> int:
+    from .. import model
+    from ..terminal import Screen
+    register = load_register_safely()
+    chapters = model.load_tour(register)
+    key = args.what
+    if key == "glossary":
+        terms = model.load_glossary()
+        if args.json:
+            emit_json([{"id": t.id, "term": t.term, "aliases": t.aliases, "stage": t.stage, "text": t.text}
+                       for t in terms])
+            return 0
+        screen = Screen(pager=not args.no_pager)
+        show_glossary(screen, terms)
+        screen.show()
+        return 0
+    if key is None:
+        if args.json:
+            emit_json([{"chapter": c.number, "id": c.id, "title": c.title, "stages": c.stages,
+                        "problem": c.problem, "result": c.result, "look_at": c.look_at} for c in chapters])
+            return 0
+        screen = Screen(pager=not args.no_pager)
+        screen.line("The tour of the series, in five chapters (the order it happened):")
+        screen.line()
+        screen.table(["#", "chapter", "stages", "read it with"],
+                     [[c.number, c.title, spans(c.stages), f"{args.top} tour {c.id}"] for c in chapters],
+                     no_wrap=(0, 3))
+        screen.line()
+        screen.line(f"Start with `{args.top} tour {chapters[0].id}`; `{args.top} tour N` shows stage N in full; "
+                    f"`{args.top} tour glossary` explains the terms; `{args.top} book DIR` writes it all as a "
+                    f"website.")
+        screen.show()
+        return 0
+    bench = model.load_bench()
+    breaks = model.invariant_breaks()
+    chapter = model.find_chapter(chapters, key)
+    if chapter is None:
+        try:
+            n = stage_number(key)
+        except argparse.ArgumentTypeError:
+            ids = ", ".join(c.id for c in chapters)
+            raise UserError(f"tour: no chapter or stage {key!r}: chapters are {ids}; stages are 0 to {LAST}; "
+                            f"or glossary") from None
+        numbers = [n]
+    else:
+        numbers = chapter.stages
+    data = [model.tour_stage(k, register, bench, breaks, inline=args.inline) for k in numbers]
+    if args.json:
+        emit_json({"chapter": None if chapter is None else {
+            "chapter": chapter.number, "id": chapter.id, "title": chapter.title, "problem": chapter.problem,
+            "result": chapter.result, "look_at": chapter.look_at, "stages": chapter.stages},
+            "stages": [tour_json(ts) for ts in data]})
+        return 0
+    screen = Screen(pager=not args.no_pager)
+    if chapter is None:
+        show_stage(screen, data[0], args.top, diff=not args.no_diff)
+    else:
+        show_chapter(screen, chapter, data, args.top, args.full, not args.no_diff)
+        nxt = next((c for c in chapters if c.number == chapter.number + 1), None)
+        screen.line()
+        screen.line(f"Next: `{args.top} tour {nxt.id}` ({nxt.title})." if nxt else "That was the last chapter.")
+    screen.show()
+    return 0
+
+
+def tour_json(ts: dict[str, Any]) -> dict[str, Any]:
+    from dataclasses import asdict
+    return {"stage": ts["stage"], "doc": {**asdict(ts["doc"]), "upstream_url": ts["doc"].upstream_url},
+            "diff": ts["diff"], "entries": ts["entries"], "costs": ts["costs"],
+            "breaks": [{"id": b.id, "stages": b.stages, "what": b.what} for b in ts["breaks"]]}
+
+
+# ------------------------------------------------------------------ register
+def add_register(sub, prog: str) -> None:
+    sp = add_command(sub, "register", "the divergence register: list its entries, or replay one before and after its rung",
+                          f"{prog} register\n{prog} register xen-told-start\n{prog} register tlb-reset-short-range --json",
+                          description="Without ID: every entry of dirty_ladder/divergences.toml (rung, id, status, what). "
+                                      "With ID: the entry, and its minimal trace (and call) run on the stage before and "
+                                      "the stage of its rung, the observables side by side ('*': differs).")
+    sp.add_argument("id", nargs="?", metavar="ID", help="an entry's id")
+    teaching_options(sp)
+    sp.set_defaults(func=cmd_register)
+
+
+def cmd_register(args) -> int:
+    from ..model import entry_dict, entry_replay
+    register = load_register_safely()
+    if register is None:
+        raise Failure("cannot read the divergence register (dirty_ladder/divergences.toml)")
+    if args.id is None:
+        rows = [entry_dict(e) for e in register]
+        if args.json:
+            emit_json(rows)
+            return 0
+        iw = max(len(e.id) for e in register)
+        out(f"rung  {'id':<{iw}}  {'status':<8}  what")
+        for e in register:
+            what = e.what if len(e.what) <= 100 - iw - 18 else e.what[:100 - iw - 21] + "..."
+            out(f"{e.rung:>4}  {e.id:<{iw}}  {e.status:<8}  {what}")
+        out()
+        out(f"`{args.top} register ID` replays an entry's minimal trace before and after its rung.")
+        return 0
+    entry = next((e for e in register if e.id == args.id), None)
+    if entry is None:
+        close = difflib.get_close_matches(args.id, [e.id for e in register], n=1)
+        hint = f"; did you mean {close[0]}?" if close else f" (`{args.top} register` lists them)"
+        raise UserError(f"register: no entry {args.id!r}{hint}")
+    data = {**entry_dict(entry), "replay": entry_replay(entry)}
+    if args.json:
+        emit_json(data)
+        return 0
+    for line in entry_lines(data):
+        out(line)
+    return 0
+
+
+# ------------------------------------------------------------------ exercise
+def add_exercise(sub, prog: str) -> None:
+    from ..exercises import progress_path
+    sp = add_command(sub, "exercise", "write a starter module to redo commit N yourself; hints; your progress",
+                          f"{prog} exercise 27               # writes exercise_27.py\n"
+                          f"{prog} exercise 27 --hint        # the first hint (--hint 2, 3 ...: more; the last: what changed)\n"
+                          f"{prog} verify exercise_27.py     # then: the ladder's checks on your stage\n"
+                          f"{prog} exercise --progress",
+                          description="Writes a module whose class Stage subclasses stage N-1 and holds stage N-1's "
+                                      "code for every name commit N changes, with the commit's title and description "
+                                      "(its code left out) and what to do next. Progress is kept in a JSON file: "
+                                      f"$DIRTY_LADDER_PROGRESS if set, else {progress_path()}.")
+    sp.add_argument("n", type=exercise_number, nargs="?", metavar="N", help=f"the commit, 1 to {LAST}")
+    sp.add_argument("-o", "--output", metavar="FILE", help="where to write it (default exercise_NN.py; - for stdout)")
+    sp.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    sp.add_argument("--hint", type=positive, nargs="?", const=1, metavar="K", help="print hints 1 to K (default 1)")
+    sp.add_argument("--progress", action="store_true", help="list the exercises done and started")
+    teaching_options(sp, json="print JSON (--hint, --progress)")
+    sp.set_defaults(func=cmd_exercise)
+
+
+def cmd_exercise(args) -> int:
+    from .. import exercises
+    try:
+        if args.progress:
+            if args.n is not None or args.hint is not None or args.output:
+                raise UserError("exercise: --progress takes no exercise number, --hint or -o")
+            rows = exercises.progress_rows()
+            if args.json:
+                emit_json({"file": str(exercises.progress_path()), "exercises": rows})
+                return 0
+            done = sum(r["status"] == "done" for r in rows)
+            out(f"exercises done: {done} of {LAST}  (progress file: {exercises.progress_path()})")
+            for r in rows:
+                title = r["title"] if len(r["title"]) <= 76 else r["title"][:75] + "~"
+                out(f"  {r['exercise']:>2}  {r['status']:<7}  {title}")
+            return 0
+        if args.n is None:
+            raise UserError(f"exercise: give an exercise number (1 to {LAST}), or --progress")
+        if args.hint is not None:
+            hints = exercises.hints(args.n)
+            if not 1 <= args.hint <= len(hints):
+                raise UserError(f"exercise: hint {args.hint}: there are {len(hints)} hints, 1 to {len(hints)}")
+            if args.json:
+                emit_json({"exercise": args.n, "hints": hints[:args.hint]})
+                return 0
+            for k, h in enumerate(hints[:args.hint], 1):
+                out(f"Hint {k} of {len(hints)}:")
+                out(textwrap.indent(h, "  "))
+                out()
+            if args.hint < len(hints):
+                out(f"More: `{args.top} exercise {args.n} --hint {args.hint + 1}`.")
+            return 0
+        text = exercises.starter(args.n)
+        path = args.output or f"exercise_{args.n:02d}.py"
+        if path == "-":
+            sys.stdout.write(text)
+            return 0
+        if os.path.exists(path) and not args.force:
+            raise UserError(f"exercise: {path} exists: give another -o FILE, or --force to overwrite it")
+        try:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise UserError(f"exercise: cannot write {path}: {exc.strerror or exc}") from None
+        exercises.record_started(args.n, path)
+        cls = stage(args.n)
+        out(f"wrote {path}: exercise {args.n:02d}, {cls.TITLE}")
+        out(f"  edit the class Stage in it so that it does what commit {args.n:02d} did;")
+        out(f"  hints:          {args.top} exercise {args.n} --hint")
+        out(f"  your change:    {args.top} diff {args.n} --stage-file {path}")
+        out(f"  next step:      {args.top} verify {path}   (--watch: again on every save)")
+        out(f"  the commit:     {args.top} tour {args.n}   (its diff is the solution: try the exercise first)")
+        from ..verify import exercise_lines
+        for line in exercise_lines(args.n):
+            out(line)
+        return 0
+    except exercises.StageFileError as exc:
+        raise UserError(str(exc)) from None
+
+
+# ------------------------------------------------------------------ book
+def add_book(sub, prog: str) -> None:
+    sp = add_command(sub, "book", "write the tour as a static website (needs the book extra)",
+                          f"{prog} book book/            # then open book/index.html\n{prog} book /tmp/site --json",
+                          description="A page per chapter and per stage (highlighted diffs, register entries with "
+                                      "their minimal traces replayed before and after, pictures of the three "
+                                      "bitmaps), the register, the changelog, the rung tests and the cost plot. "
+                                      "Relative links, no JavaScript: it works from the file system. Needs "
+                                      "jinja2, pygments and matplotlib: pip install -e '.[book]'.")
+    sp.add_argument("out", metavar="OUT", help="the directory to write (created if needed)")
+    teaching_options(sp, json="print what was written as JSON")
+    sp.set_defaults(func=cmd_book)
+
+
+def cmd_book(args) -> int:
+    from ..book import BookError, build
+    try:
+        report = build(args.out)
+    except BookError as exc:
+        raise UserError(f"book: {exc}") from None
+    if args.json:
+        emit_json({"out": str(report.out), "pages": report.pages, "seconds": round(report.seconds, 2)})
+        return 0
+    warn(f"wrote {plural(len(report.pages), 'page')} to {report.out} in {report.seconds:.1f} s")
+    out(f"open {os.path.join(str(report.out), 'index.html')}")
+    return 0
+
+
+PARSERS = {"tour": add_tour, "register": add_register, "exercise": add_exercise, "book": add_book}
