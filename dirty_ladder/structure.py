@@ -266,15 +266,37 @@ def _references(cls: type, name: str, targets: set[str]) -> set[str]:
     return out
 
 
-def call_edges(cls: type) -> set[tuple[str, str]]:
+def _all_functions(cls: type) -> list[str]:
+    return [name for name in dir(cls) if not name.startswith("__") and function_of_class(cls, name) is not None]
+
+
+def call_edges(cls: type, keep: set[str] | None = None) -> set[tuple[str, str]]:
     """(caller, callee): every function of ``cls`` that refers to another
     function of ``cls`` or to a service of the machine, read from the
     source (statically, every branch).  A ``super()`` call of the same
     function is that function going on, so inherited code inlined by hand
-    gives the same edges as the ``super()`` call it replaces."""
-    names = _public_functions(cls)
+    gives the same edges as the ``super()`` call it replaces.  A helper of
+    your own is seen through: a private one (``_name``) always, and, given
+    ``keep`` (the names a commit's stage has), any function not in it, so
+    what it calls counts as called by its caller."""
+    names = _all_functions(cls)
     targets = set(names) | set(SERVICES)
-    return {(caller, callee) for caller in names for callee in _references(cls, caller, targets)}
+
+    def through(name: str) -> bool:
+        return name.startswith("_") or (keep is not None and name not in keep and name not in SERVICES)
+
+    def reached(caller: str, seen: set[str]) -> set[str]:
+        out = set()
+        for callee in _references(cls, caller, targets):
+            if through(callee):
+                if callee not in seen:
+                    out |= reached(callee, seen | {callee})
+            else:
+                out.add(callee)
+        return out
+
+    return {(caller, callee) for caller in names if not through(caller)
+            for callee in reached(caller, {caller}) if callee != caller}
 
 
 def edges_text(edges: set[tuple[str, str]]) -> list[str]:
@@ -291,7 +313,8 @@ def _stage_edges(n: int) -> frozenset:
 
 def call_gaps(cls: type, n: int) -> list[str]:
     """How the calls of ``cls`` differ from stage n's."""
-    want, have = set(_stage_edges(n)), call_edges(cls)
+    want = set(_stage_edges(n))
+    have = call_edges(cls, keep=set(_all_functions(stage(n))))
     gaps = []
     for caller, callee in sorted(want - have):
         gaps.append(f"commit {n:02d}'s {caller} calls {callee}; yours does not")

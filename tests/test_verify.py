@@ -509,3 +509,37 @@ def test_a_representation_change_left_out_is_shown_as_the_bytes_themselves(tmp_p
     register = next(c for c in _quick(path, 14).checks if c.name == "register")
     assert "'commit 14 -> yours': flag byte of page 0: 0x07 (vga, code, migration) -> 0x0b (vga, code, migration)" \
         in register.details[0]
+
+
+def test_a_helper_of_your_own_is_seen_through_by_the_calls_check(tmp_path):
+    # stage 38 with the range sync written through a private helper and a public one of the
+    # learner's: what they call counts as called by migration_bitmap_sync_range
+    path = tmp_path / "helpers38.py"
+    source = (ROOT / "stages" / f"{MODULES[38]}.py").read_text()
+    old = '''            if self.cpu_physical_memory_get_dirty(start + addr, TARGET_PAGE_SIZE,
+                                                  self.DIRTY_MEMORY_MIGRATION):
+                self.cpu_physical_memory_reset_dirty(start + addr, TARGET_PAGE_SIZE,
+                                                     self.DIRTY_MEMORY_MIGRATION)
+                self.migration_bitmap_set_dirty(start + addr)
+'''
+    assert old in source
+    source = source.replace(old, "            self._sync_page(start + addr)\n") + textwrap.dedent('''
+        def _sync_page(self, addr):
+            if self.cpu_physical_memory_get_dirty(addr, TARGET_PAGE_SIZE, self.DIRTY_MEMORY_MIGRATION):
+                self.reset_and_mark(addr)
+
+        def reset_and_mark(self, addr):
+            self.cpu_physical_memory_reset_dirty(addr, TARGET_PAGE_SIZE, self.DIRTY_MEMORY_MIGRATION)
+            self.migration_bitmap_set_dirty(addr)
+    ''').replace("\n", "\n    ").rstrip() + "\n"
+    path.write_text(source)
+    verdict = _quick(path, 38)
+    assert next(c for c in verdict.checks if c.name == "calls").ok, \
+        next(c for c in verdict.checks if c.name == "calls").details
+    # and a helper that calls the wrong thing is still seen
+    wrong = source.replace("        self.migration_bitmap_set_dirty(addr)\n", "        pass\n")
+    assert wrong != source
+    path.write_text(wrong)
+    calls = next(c for c in _quick(path, 38).checks if c.name == "calls")
+    assert calls.details == ["commit 38's migration_bitmap_sync_range calls migration_bitmap_set_dirty; "
+                             "yours does not"]
