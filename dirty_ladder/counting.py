@@ -22,9 +22,10 @@ range at once.  The last two are both what the series' optimisations do
 (QEMU's ``bitmap_set`` loops over words in C; this model's uses numpy), so
 a stage is judged by whether it works page by page or not.
 
-What the counter cannot see is work done inside C: numpy's own loops, or a
-``map`` of a builtin over the pages.  The first is how the series' commits
-get their speed; the second is not a way anyone writes this code.
+What the counter cannot see is work done inside C: numpy's own loops, which
+is how the series' commits get their speed, but also a page loop pushed
+into C on purpose (``map`` of a builtin over a range of pages), which would
+pass for whole-range work.  A learner's stage is judged, not an adversary's.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ SIZES = (128, 192)                  # pages of the block, whole words, the first
 CONFIG = Config(host_page_size=4096, accel="kvm", xen=False)
 PAGE, WORD, RANGE = "page", "word", "range"
 ORDER_TEXT = {PAGE: "one page at a time", WORD: "one 64-bit word at a time", RANGE: "the whole range at once"}
-RANK = {RANGE: 0, WORD: 1, PAGE: 2}
 
 # What each counted operation is, in the stage's own terms: the op the
 # machine runs, and what it asks of the stage.
@@ -217,7 +217,3 @@ def changed_ops(n: int) -> list[str]:
     """The operations whose order commit ``n`` changed (stage n-1 -> n)."""
     before, after = stage_shapes(n - 1), stage_shapes(n)
     return [op for op in OPERATIONS if before[op].order != after[op].order]
-
-
-def pages_text(k: float) -> str:
-    return f"{k:,.0f}" if k >= 10 else f"{k:.2g}"
