@@ -44,7 +44,7 @@ def exception_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-USER_MODULE_PREFIX = "dirty_ladder_user_"     # the module name a user's stage file is loaded under
+USER_MODULE_PREFIX = "dirty_ladder_user_"     # the module name a user's stage file is loaded under (in stages.)
 
 
 def module_path(module_name: str) -> str:
@@ -52,7 +52,7 @@ def module_path(module_name: str) -> str:
     or, for a user's stage file, the path it was given as."""
     module = sys.modules.get(module_name)
     file = getattr(module, "__file__", None)
-    if not module_name.startswith(USER_MODULE_PREFIX) or not file:
+    if not module_name.rpartition(".")[2].startswith(USER_MODULE_PREFIX) or not file:
         return module_name.replace(".", "/") + ".py"
     return file
 
@@ -729,6 +729,18 @@ def breaks_from(n: int, breaks: list | None = None) -> list:
     """The invariant breaks (dirty_ladder/invariants.toml) that begin at stage ``n``."""
     breaks = invariant_breaks() if breaks is None else breaks
     return [b for b in breaks if b.stages and b.stages[0] == n]
+
+
+# ------------------------------------------------------------------ what done means
+def done_means(n: int) -> list[dict[str, Any]]:
+    """What commit ``n`` changes besides behaviour, read off the ladder
+    (dirty_ladder/structure.py): behaviour, then each structural aspect
+    that applies (representation, api, calls, refusals, cost, declarations,
+    source), each ``{"name", "what", "details"}``.  What ``exercise N`` and
+    ``verify`` print, for the tour and the book too.  About half a second a
+    commit the first time (the cost shapes are counted), cached after."""
+    from .structure import aspects
+    return [a.as_dict() for a in aspects(n)]
 
 
 # ------------------------------------------------------------------ the bench's results

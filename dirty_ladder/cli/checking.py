@@ -4,12 +4,12 @@ the user's against the ladder)."""
 
 from __future__ import annotations
 
+import os
 import sys
-import textwrap
 import time
 import tomllib
 
-from stages import LAST, stage
+from stages import LAST
 
 from .common import (
     Failure, UserError, add_command, emit_json, load_user_stage, out, positive, rung_number, seed_value, warn,
@@ -173,41 +173,79 @@ def cmd_check(args) -> int:
 def add_verify(sub, prog: str) -> None:
     sp = add_command(sub, "verify", "check a stage module of yours (an exercise, or your own variant) against the ladder",
                           f"{prog} exercise 27 && $EDITOR exercise_27.py\n{prog} verify exercise_27.py\n"
+                          f"{prog} verify --watch exercise_27.py   # again on every save\n"
                           f"{prog} verify my_stage_39.py --scope medium --json",
-                          description="The module's class Stage stands in for stage N (its STAGE). Three checks: "
-                                      "the rung from stage N-1 to your stage, explored exhaustively within a scope "
-                                      "(it must equal, at every level, what commit N did, behaviour changes and bugs "
-                                      "included); each register entry of rung N replayed on its own trace or call; "
-                                      "and every conformance trace, which must give what the real C of commit N gave. "
-                                      "Each failure names the rung, the level and a shortest trace. Exit status 0 when "
-                                      "all three pass (the exercise is then marked done), 1 otherwise.")
-    sp.add_argument("file", metavar="FILE", help="a Python module with a class Stage")
+                          description="The module's class Stage stands in for stage N (its STAGE). What done "
+                                      "means for commit N is read off the ladder: behaviour, and each structural "
+                                      "aspect the commit changes (representation, API surface, calls, refusals, "
+                                      "cost shape, declarations, source); the output lists them first. A quick "
+                                      "tier (the structural checks, the register entries' traces and calls, the "
+                                      "rung's traces of at most two ops, a sample of the conformance traces) "
+                                      "gives a first verdict in seconds; when it passes, the full tier explores "
+                                      "every trace and call of the scope and replays every conformance trace. "
+                                      "Each failure names a trace or call (T1, C1 ...) printed once as JSON. Exit "
+                                      "status 0 when every check of both tiers passes (the exercise is then "
+                                      "marked done), 1 otherwise.")
+    sp.add_argument("file", metavar="FILE", help="a Python module with a class Stage (a copy of a stage module, "
+                                                 "relative imports and all, is one)")
     sp.add_argument("--scope", default="ci", metavar="NAME|FILE",
                     help="the scope of the rung check (default ci; medium, large or a TOML file)")
+    sp.add_argument("--full", action="store_true", help="run the full tier even when the quick one fails")
+    sp.add_argument("--watch", action="store_true", help="verify again every time FILE is saved (Ctrl-C to stop)")
     sp.add_argument("--json", action="store_true", help="print the verdict as JSON")
     sp.set_defaults(func=cmd_verify)
 
 
 def cmd_verify(args) -> int:
     from ..explore import ScopeError, load_scope
-    from ..verify import verify
-    cls = load_user_stage(args.file, None)
-    if cls.STAGE == 0:
-        raise UserError(f"verify: {args.file} is a stage 0: commits are 1 to {LAST}")
     try:
         load_scope(args.scope)
     except ScopeError as exc:
         raise UserError(f"verify: {exc}") from None
+    if not args.watch:
+        return verify_once(args)
+    if args.json:
+        raise UserError("verify: --watch prints for a person; leave out --json")
+    if not os.path.isfile(args.file):
+        raise UserError(f"verify: {args.file}: no such file")
+    from ..verify import watch
+
+    def once() -> None:
+        try:
+            verify_once(args)
+        except UserError as exc:            # a file that does not load yet: say so and keep watching
+            out(f"error: {' '.join(str(exc).split())}")
+        out(f"-- watching {args.file}: save it to verify again, Ctrl-C to stop")
+        sys.stdout.flush()
+    watch(args.file, once)
+    return 0
+
+
+def verify_once(args) -> int:
+    """One verification of args.file, printed tier by tier as it goes (or as JSON at the end)."""
+    from ..verify import closing_lines, header_lines, tier_lines, verify
+    cls = load_user_stage(args.file, None)
+    if cls.STAGE == 0:
+        raise UserError(f"verify: {args.file} is a stage 0: commits are 1 to {LAST}")
     tty = sys.stderr.isatty()
+    shown: set[str] = set()
+    if not args.json:
+        for line in header_lines(cls.STAGE, args.file):
+            out(line)
+        sys.stdout.flush()
 
     def progress(info: dict) -> None:
-        if tty:
+        if info["event"] == "explore" and tty:
             sys.stderr.write(f"\rrung {cls.STAGE:02d}: {info['level']}, {info['states']} states   \033[K")
             sys.stderr.flush()
+        elif info["event"] == "verdict" and not args.json:
+            if tty:
+                sys.stderr.write("\r\033[K")
+            for line in tier_lines(info["verdict"], info["tier"], shown):
+                out(line)
+            sys.stdout.flush()
 
-    verdict = verify(cls, args.file, args.scope, progress)
-    if tty:
-        sys.stderr.write("\r\033[K")
+    verdict = verify(cls, args.file, args.scope, progress, full=args.full)
     if verdict.ok:
         from ..exercises import record_done
         try:
@@ -217,18 +255,9 @@ def cmd_verify(args) -> int:
     if args.json:
         emit_json(verdict.as_dict())
         return 0 if verdict.ok else 1
-    real = stage(cls.STAGE)
-    out(f"verify {args.file}: stage {cls.STAGE:02d}, {real.TITLE} (upstream {real.UPSTREAM or '-'})")
-    for c in verdict.checks:
-        out(f"  [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.summary}")
-        for line in c.details:
-            out(textwrap.indent(line, "         "))
     out()
-    if verdict.ok:
-        out(f"Your stage does what commit {cls.STAGE:02d} did. Marked done: {args.top} exercise --progress")
-    else:
-        out(f"Your stage does not yet do what commit {cls.STAGE:02d} did. Hints: {args.top} exercise "
-            f"{cls.STAGE} --hint; your change: {args.top} diff {cls.STAGE} --stage-file {args.file}")
+    for line in closing_lines(verdict.as_dict(), args.top):
+        out(line)
     return 0 if verdict.ok else 1
 
 

@@ -342,7 +342,7 @@ def add_exercise(sub, prog: str) -> None:
     from ..exercises import progress_path
     sp = add_command(sub, "exercise", "write a starter module to redo commit N yourself; hints; your progress",
                           f"{prog} exercise 27               # writes exercise_27.py\n"
-                          f"{prog} exercise 27 --hint        # the first of three hints (--hint 3: all)\n"
+                          f"{prog} exercise 27 --hint        # the first hint (--hint 2, 3 ...: more; the last: what changed)\n"
                           f"{prog} verify exercise_27.py     # then: the ladder's checks on your stage\n"
                           f"{prog} exercise --progress",
                           description="Writes a module whose class Stage subclasses stage N-1 and holds stage N-1's "
@@ -408,7 +408,11 @@ def cmd_exercise(args) -> int:
         out(f"  edit the class Stage in it so that it does what commit {args.n:02d} did;")
         out(f"  hints:          {args.top} exercise {args.n} --hint")
         out(f"  your change:    {args.top} diff {args.n} --stage-file {path}")
-        out(f"  next step:      {args.top} verify {path}")
+        out(f"  next step:      {args.top} verify {path}   (--watch: again on every save)")
+        out(f"  the commit:     {args.top} tour {args.n}   (its diff is the solution: try the exercise first)")
+        from ..verify import exercise_lines
+        for line in exercise_lines(args.n):
+            out(line)
         return 0
     except exercises.StageFileError as exc:
         raise UserError(str(exc)) from None
