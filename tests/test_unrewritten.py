@@ -224,3 +224,30 @@ def test_the_unrewritten_functions_are_those_the_model_lists():
     for name in UNREWRITTEN:
         # git log -L of the ladder: present before the series and never changed
         assert [(h["stage"], h["change"]) for h in function_history(name)] == [(0, "present before the series")]
+
+
+# ---------------------------------------------------------------- README's table
+def test_the_readme_names_the_test_guarding_each_shared_function():
+    """README's "What adjacent checking cannot see" has a row per shared
+    function (every public one of bitmap.py and common.py, and the stage 00
+    functions the model lists as unrewritten), each naming tests that exist."""
+    import re
+    from pathlib import Path
+
+    from stages import bitmap, common
+
+    from oracle import public_functions
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## What adjacent checking cannot see", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(bitmap|common|s00)\.(\w+)` \| (tests/\w+\.py): (.+) \|$", section, re.MULTILINE)
+    named = sorted(f"{module}.{name}" for module, name, _, _ in rows)
+    want = sorted([f"bitmap.{f}" for f in public_functions(bitmap)] + [f"common.{f}" for f in public_functions(common)]
+                  + [f"s00.{f}" for f in UNREWRITTEN])
+    assert named == want, f"README lacks {sorted(set(want) - set(named))}, names {sorted(set(named) - set(want))}"
+    for module, name, path, tests in rows:
+        text = (root / path).read_text(encoding="utf-8")
+        for test in re.findall(r"`(\w+)`", tests):
+            assert re.search(rf"^def {test}\(", text, re.MULTILINE), f"{module}.{name}: {path} has no {test}"
+            assert test.startswith(f"test_{name}_"), f"{module}.{name}: {test} is not one of its tests"
