@@ -9,7 +9,7 @@ the function, and prints a Markdown table: the plant, and the first test
 that failed (or CAUGHT BY NOTHING, exit status 1).
 
     python tools/plant_shared.py            # every plant, about 10 minutes on 2 cores
-    python tools/plant_shared.py find_next  # only the plants whose id contains this
+    python tools/plant_shared.py find_next check_  # only the plants whose id contains one of these
 """
 
 from __future__ import annotations
@@ -85,8 +85,9 @@ PLANTS = [
     ("check_addr: accepts the page at the end", COMMON, "if page >= npages:", "if page > npages:", T_COMMON),
     ("check_page: one page of slack", COMMON, "return check_addr(len(array), addr, what, name)",
      "return check_addr(len(array) + 1, addr, what, name)", T_COMMON),
-    ("check_range: refuses start + length == 2**64", COMMON, "if start + length > RAM_ADDR_MAX + 1:",
-     "if start + length > RAM_ADDR_MAX:", T_COMMON),
+    ("check_range: refuses start + length == 2**64", COMMON,
+     "if start + length > RAM_ADDR_MAX + 1:\n        raise ValueError(f\"{what}: {start_name}",
+     "if start + length > RAM_ADDR_MAX:\n        raise ValueError(f\"{what}: {start_name}", T_COMMON),
     ("check_range: client checked on a zero length", COMMON,
      "if check_client is not None and length and not 0 <= client < ANY_STAGE_CLIENTS:",
      "if check_client is not None and not 0 <= client < ANY_STAGE_CLIENTS:", T_COMMON),
@@ -145,7 +146,7 @@ def run_tests(copy: Path, test_file: str) -> tuple[bool, str]:
 
 
 def main(argv: list[str]) -> int:
-    only = argv[0] if argv else ""
+    only = argv or [""]
     copy = copy_of_checkout()
     env = {**os.environ, "PYTHONPATH": str(copy)}
     where = subprocess.run([sys.executable, "-c", "import stages; print(stages.__file__)"], cwd=copy, env=env,
@@ -155,7 +156,7 @@ def main(argv: list[str]) -> int:
     print("| plant | file | first failing test |\n|---|---|---|")
     try:
         for plant_id, path, old, new, test_file in PLANTS:
-            if only not in plant_id:
+            if not any(word in plant_id for word in only):
                 continue
             target = copy / path
             original = target.read_text()
