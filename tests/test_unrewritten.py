@@ -38,7 +38,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from stages import LAST, stage
-from dirty_ladder.machine import Machine
+from dirty_ladder.machine import Machine, MemoryRegion
 from dirty_ladder.model import api_of, function_history
 from dirty_ladder.trace import Config
 
@@ -97,7 +97,9 @@ def find_cases(draw):
     size = layout[block] * PAGE
     start = draw(st.one_of(st.sampled_from([0, 1, PAGE - 1, PAGE, 63 * PAGE, 64 * PAGE, 65 * PAGE, size - PAGE,
                                             size, size + PAGE]), st.integers(0, size + PAGE)))
-    return layout, bits, block, max(start, 0)
+    # a region whose size is not a whole number of pages ends with a part page
+    short = draw(st.sampled_from([0, 0, 1, 100, PAGE - 1]))
+    return layout, bits, block, max(start, 0), short
 
 
 def expected_find(bits, base, mr_pages, start, counter, bulk=False):
@@ -119,20 +121,23 @@ def expected_find(bits, base, mr_pages, start, counter, bulk=False):
 def test_migration_bitmap_find_and_reset_dirty_takes_the_next_dirty_page_of_the_region(n):
     @settings(max_examples=max(10, settings.default.max_examples // 40))
     @given(find_cases())
-    @example(([64, 1, 64], [False] * 64 + [True] + [False] * 63, 0, 0))   # the next block's page: not found
-    @example(([63, 65], [False] * 63 + [True] * 65, 1, 0))                  # a block from page 63
-    @example(([65], [False] * 64 + [True] + [False] * 63, 0, 5 * PAGE))     # page 64 of a 65-page block
-    @example(([65], [True] * 128, 0, 65 * PAGE))                            # start at the end: none
-    @example(([2, 64, 3], [True] * 128, 2, PAGE + 1))                       # unaligned start
+    @example(([64, 1, 64], [False] * 64 + [True] + [False] * 63, 0, 0, 0))   # the next block's page: not found
+    @example(([63, 65], [False] * 63 + [True] * 65, 1, 0, 0))                  # a block from page 63
+    @example(([65], [False] * 64 + [True] + [False] * 63, 0, 5 * PAGE, 0))     # page 64 of a 65-page block
+    @example(([65], [True] * 128, 0, 65 * PAGE, 0))                            # start at the end: none
+    @example(([2, 64, 3], [True] * 128, 2, PAGE + 1, 0))                       # unaligned start
+    @example(([65], [False] * 64 + [True] + [False] * 63, 0, 0, 1))           # the part page at the end counts
     def check(case):
-        layout, bits, block, start = case
+        layout, bits, block, start, short = case
         m = machine_with_blocks(n, layout)
         st_ = m.stage
         st_.migration_bitmap = as_words(bits)
         st_.migration_dirty_pages = counter = 1000
         b = m.ram_list.blocks[block]
-        want = expected_find(bits, b.offset // PAGE, len(range(0, b.mr.size, PAGE)), start, counter)
-        got = st_.migration_bitmap_find_and_reset_dirty(b.mr, start)
+        mr = MemoryRegion(b.offset, b.length - short)
+        pages_of_mr = len(range(0, mr.size, PAGE))                  # its size rounded up to a page
+        want = expected_find(bits, b.offset // PAGE, pages_of_mr, start, counter)
+        got = st_.migration_bitmap_find_and_reset_dirty(mr, start)
         assert (got, bools(st_.migration_bitmap), st_.migration_dirty_pages) == want
 
     check()
