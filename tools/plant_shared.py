@@ -8,7 +8,7 @@ repository (the checkout is never touched), runs the test file that guards
 the function, and prints a Markdown table: the plant, and the first test
 that failed (or CAUGHT BY NOTHING, exit status 1).
 
-    python tools/plant_shared.py            # every plant, about 10 minutes on 2 cores
+    python tools/plant_shared.py            # every plant (about 40 minutes measured under load)
     python tools/plant_shared.py find_next check_  # only the plants whose id contains one of these
 """
 
