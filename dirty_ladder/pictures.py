@@ -571,6 +571,12 @@ def _short(value: Any, width: int = 70) -> str:
 # ------------------------------------------------------------------ SVG
 CW, CH, GAP = 11, 15, 3              # cell width and height, space between rows
 FONT = 'font-family="ui-monospace, DejaVu Sans Mono, monospace"'
+
+
+def _text_width(text: str, size: int) -> int:
+    """The width in pixels a line of ``text`` needs at ``size`` px in FONT
+    (a monospace glyph is 0.6 em wide in DejaVu Sans Mono), with the margin."""
+    return 16 + int(0.62 * size * len(text))
 COLOURS = {"on": "#23395d", "off": "#f4f6f9", "N": "#e6a100", "D": "#5c8a3a", "-": "#ffffff",
            "differs": "#d00000", "grid": "#c9ced6", "word": "#7a8699", "mark": "#b35c00"}
 
@@ -673,15 +679,16 @@ def _grid_svg(g: Grid) -> str:
         text = f'{label}{" (differs)" if differs else ""}: {before} \u2192 {after}'
         parts.append(f'<text class="note" x="4" y="{y + 11}" font-size="11" {FONT} fill="{colour}">{_esc(text)}</text>')
         y += 16
-        width = max(width, 16 + int(6.8 * len(text)))
+        width = max(width, _text_width(text, 11))
     for page, what in sorted({**g.marks, **g.edges}.items()):
         sign = "\u25bc" if page in g.marks else "|"
-        parts.append(f'<text x="4" y="{y + 11}" font-size="10" {FONT} fill="{COLOURS["mark"]}">{sign} page {page}: '
-                     f'{_esc(g.marks.get(page) or g.edges[page])}</text>')
+        text = f'{sign} page {page}: {g.marks.get(page) or g.edges[page]}'
+        parts.append(f'<text x="4" y="{y + 11}" font-size="10" {FONT} fill="{COLOURS["mark"]}">{_esc(text)}</text>')
+        width = max(width, _text_width(text, 10))
         y += 14
     if g.legend:
         parts.append(f'<text x="4" y="{y + 11}" font-size="10" {FONT} fill="#555">{_esc(g.legend)}</text>')
-        width = max(width, 16 + int(5.4 * len(g.legend)))
+        width = max(width, _text_width(g.legend, 10))
         y += 16
     height = y + 4
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="picture" id="pic-{_esc(g.id)}" role="img" '

@@ -849,8 +849,13 @@ def test_the_book_in_a_headless_browser(book, chromium, tmp_path):
             const here = document.querySelector('nav.sidebar a[aria-current="page"]');
             const pics = [...document.querySelectorAll('svg.picture')].map(s => {
                 const r = s.getBoundingClientRect();
+                const box = s.viewBox.baseVal;
+                const over = [...s.querySelectorAll('text')].filter(t => {   // text cut at the picture's edge
+                    const b = t.getBBox();
+                    return b.x + b.width > box.x + box.width + 1;
+                }).map(t => t.textContent);
                 return {id: s.id, width: r.width, height: r.height, left: r.left, right: r.right,
-                        cells: s.querySelectorAll('rect').length};
+                        cells: s.querySelectorAll('rect').length, over};
             });
             const main = document.querySelector('main').getBoundingClientRect();
             const toc = [...document.querySelectorAll('aside.page-toc a')].map(a => a.getAttribute('href'));
@@ -867,6 +872,7 @@ def test_the_book_in_a_headless_browser(book, chromium, tmp_path):
             assert pic["width"] > 200 and pic["height"] > 40, pic
             assert pic["cells"] >= (1 if pic["id"].startswith("pic-entry-") else 8), pic
             assert seen["main"][0] - 1 <= pic["left"] and pic["right"] <= seen["main"][1] + 1, pic   # fits
+            assert not pic["over"], pic                                          # no text cut off
         assert "#pictures" in seen["toc"] and "#behaviour" in seen["toc"], seen["toc"]
         assert all(k == 1 for k in seen["ids"]), seen["ids"]                   # no id wraps
         assert seen["term"] > 3
