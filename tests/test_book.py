@@ -322,6 +322,23 @@ def test_the_structure_pages_have_their_pictures_with_pages_and_words_labelled(b
         assert label in big["text"]
 
 
+def test_each_medium_has_its_own_legend(book):
+    """The SVG fills squares and letters cells: its legend says so, and
+    never the terminal's characters ("# = bit set", "- = no entry")."""
+    seen = 0
+    for path in stage_pages(book).values():
+        for fig in parse(path).figures:
+            if fig["id"].startswith("flag-byte"):
+                continue
+            text = fig["text"]
+            assert "# = bit set" not in text and ". = clear" not in text and "- = no entry" not in text, fig["id"]
+            assert "filled square = bit set" in text, fig["id"]
+            if any(label.split(" / ")[-1].startswith("TLB") for label in fig["rows"]):
+                assert "white = no entry" in text, fig["id"]
+            seen += 1
+    assert seen >= 30
+
+
 def test_stage_19_draws_the_bytes_and_the_bitmaps_replay_gives(book, capsys, tmp_path):
     page = parse(stage_pages(book)[19])
     fig, trace = _figure(page, "bytes-and-bitmaps")
@@ -383,10 +400,10 @@ def test_stage_37_draws_a_log_word_beside_the_pages_it_covers(book, capsys, tmp_
         assert {p // ratio for p, (m, _, _) in log.items() if m == "1"} == written
         for n in (36, 37):
             got = _pages(_replay(capsys, tmp_path, trace, n)["state"]["dirty"]["migration"])
-            assert _on(fig["rows"][f"{n}: migration after sync"]) == got, (ident, n)
+            assert _on(fig["rows"][f"{n}: MIGRATION bitmap after kvm_sync"]) == got, (ident, n)
     fig, _ = _figure(page, "kvm-log-64k")
-    assert _on(fig["rows"]["36: migration after sync"]) == set(range(16, 48))   # 16 target pages a host page
-    assert _on(fig["rows"]["37: migration after sync"]) == {1, 2}               # the bug
+    assert _on(fig["rows"]["36: MIGRATION bitmap after kvm_sync"]) == set(range(16, 48))   # 16 target pages a host page
+    assert _on(fig["rows"]["37: MIGRATION bitmap after kvm_sync"]) == {1, 2}               # the bug
 
 
 def test_stage_39_draws_the_migration_sync_and_its_tlb(book, capsys, tmp_path):

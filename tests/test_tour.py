@@ -106,6 +106,81 @@ def test_a_short_text_on_a_terminal_is_not_paged(tmp_path):
     assert "\x1b[" in screen and "api-cleanup" in visible(screen)
 
 
+@pytest.mark.parametrize("columns", [60, 80])
+def test_tour_on_a_narrow_terminal_draws_its_pictures_whole(tmp_path, columns):
+    """On a 60- or 80-column terminal: no traceback, no line past the edge,
+    each bitmap row under its own label, the flag byte with all eight bits
+    and their owners (it was cut after "bit" at 80, and raised at 60)."""
+    for what, client_rows in (("19", ("19: vga", "19: code", "19: mig")), ("30", ())):
+        screen, paged = in_terminal(tmp_path, "tour", what, "--no-diff", columns=columns, lines=30)
+        text = visible(paged if paged is not None else screen)
+        assert "Traceback" not in text
+        lines = text.replace("\r", "").splitlines()
+        assert max(len(line) for line in lines) <= columns, max(lines, key=len)
+        for label in client_rows:
+            assert sum(line.startswith(f"  {label} ") for line in lines) >= 3, label     # a row per word
+        if what == "19":
+            byte = text[text.index("One page's flag byte"):text.index("Flag bytes (stage 18)")]
+            for bit in range(8):
+                assert f"bit {bit}" in byte, bit
+            for owner in ("VGA", "CODE", "MIGRATION", "spare"):
+                assert owner in byte, owner
+            assert "= 0x07" in byte
+
+
+def _all_pictures():
+    from dirty_ladder import model, pictures
+    out = [(f"stage {n}", p) for n in range(LAST + 1) for p in pictures.stage_pictures(n)]
+    for e in model.load_register_safely():
+        replay = model.entry_replay(e)
+        for kind in ("trace", "call"):
+            if kind in replay:
+                picture = pictures.entry_picture(replay, kind)
+                if picture is not None:
+                    out.append((f"{e.id} {kind}", picture))
+    return out
+
+
+def test_every_picture_fits_every_width_from_20_to_200_with_its_rows_labelled():
+    from dirty_ladder.pictures import FlagBytes
+    drawn = _all_pictures()
+    assert len(drawn) >= 30
+    for where, picture in drawn:
+        for width in range(20, 201):
+            lines = picture.text(width)
+            assert max(len(line) for line in lines) <= width, (where, width, max(lines, key=len))
+            text = "\n".join(lines)
+            if isinstance(picture, FlagBytes):
+                for bit in range(8):
+                    assert f"bit {bit}" in text, (where, width, bit)
+                for name in {x for v in picture.views for x in v.names}:
+                    assert name in text, (where, width, name)
+                continue
+            body = [line[2:] for line in lines]
+            for row in picture.rows:                   # each row under its whole label, full or short
+                indent = "  " if row.group else ""
+                names = [indent + row.label + " ", indent + (row.short or row.label) + " "]
+                assert any(line.startswith(tuple(names)) for line in body), (where, width, row.label)
+            groups: dict[str, list[str]] = {}
+            for row in picture.rows:
+                groups.setdefault(row.group, []).append(row.short or row.label)
+            for group, shorts in groups.items():
+                assert len(set(shorts)) == len(shorts), (where, group, shorts)   # short labels still tell rows apart
+            if width >= 100 and not any(len(r.label) > 30 for r in picture.rows):
+                assert all(any(line.startswith(("  " if r.group else "") + r.label + " ") for line in body)
+                           for r in picture.rows), (where, width)                   # full labels when they fit
+
+
+@pytest.mark.parametrize("columns", [20, 45, 69, 80, 137])
+def test_tour_of_a_stage_never_passes_the_width_of_the_terminal(capsys, monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    for n in ("14", "19", "30", "37", "39"):
+        rc, out, err = run(capsys, "tour", n, "--no-diff")
+        assert rc == 0 and err == "", err
+        width = min(columns, 100)
+        assert max(len(line) for line in out.splitlines()) <= width, (n, max(out.splitlines(), key=len))
+
+
 def test_tour_piped_is_plain_and_json_is_json(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     for what in ("2", "ch2"):
