@@ -421,6 +421,17 @@ def test_stage_39_draws_the_migration_sync_and_its_tlb(book, capsys, tmp_path):
         again = fig["rows"][f"MIGRATION client after the guest writes pages 1 and 105 again / stage {n}"]
         assert _on(again) == _pages(final), n
     assert "the second RAM block starts" in fig["text"] and "word 1: pages 64-" in fig["text"]
+    # the caption's claim: block 0's whole-word sync takes page 105, and the only sign is its TLB entry
+    after = {n: fig["rows"][f"stage {n} after the sync / TLB"] for n in (38, 39)}
+    assert after[38][105][0] == "N" and after[39][105][0] == "D"
+    for name in ("migration_bitmap", "MIGRATION client bitmap"):
+        assert _on(fig["rows"][f"stage 38 after the sync / {name}"]) == \
+            _on(fig["rows"][f"stage 39 after the sync / {name}"]), name
+    assert "migration_dirty_pages after the sync: " in fig["text"]
+    count = re.search(r"migration_dirty_pages after the sync(?: \(differs\))?: (\d+) \u2192 (\d+)", fig["text"])
+    assert count and count.group(1) == count.group(2)
+    assert "the only sign of it is page 105's TLB entry" in fig["text"]
+    assert "takes page 105 too" not in fig["text"]
 
 
 def test_every_register_entry_picture_labels_what_differs(book):

@@ -236,6 +236,20 @@ def test_tour_n_shows_the_pictures_costs_register_and_offers_the_exercise_before
     assert "word 1: pages 64-127" in out and "--- stage 18" not in out
 
 
+def test_the_stage_30_picture_writes_every_range_one_way(capsys):
+    """first-last, both ends included, for bytes and pages alike: the pages
+    a byte range touches follow from its bytes."""
+    rc, out, _ = run(capsys, "tour", "30", "--no-diff")
+    picture = out[out.index("Resetting an unaligned range"):out.index("Cost, in this Python model")]
+    flat = " ".join(picture.split())
+    assert " to " not in re.sub(r"\(.*?\)", "", flat.split("(*: differs")[0].replace("handed to the", "")), flat
+    spans = re.findall(r"bytes (\d+)-(\d+) \((pages? (\d+)(?:-(\d+))?)\)", flat)
+    assert len(spans) >= 4, flat
+    for first, last, _, p0, p1 in spans:
+        assert int(p0) == int(first) // 4096 and int(p1 or p0) == int(last) // 4096, (first, last, p0, p1)
+    assert "a range a-b holds both a and b" in flat
+
+
 def test_tour_glossary_prints_every_term(capsys):
     rc, out, _ = run(capsys, "tour", "glossary")
     assert rc == 0
