@@ -113,7 +113,8 @@ _HEADING = re.compile(r"<(h[23])((?:\s[^>]*)?)>(.*?)</\1>", re.S)
 # headings, pictures, navigation, the replay tables, the diffs, summaries
 SKIP = ("a", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "svg", "script", "style", "title", "nav", "header",
         "aside", "footer", "summary", "figcaption", "dt")
-SKIP_CLASSES = ("replay", "highlight", "facts")
+SKIP_CLASSES = ("replay", "highlight", "facts", "ui")    # "ui": the book's own instructions, not prose
+NO_TERM_LINKS = ("glossary.html", "search.html")        # pages whose main part links no term
 
 
 def slug(text: str) -> str:
@@ -253,7 +254,8 @@ def _skipping(stack: list[str]) -> bool:
 
 # ------------------------------------------------------------------ search
 def search_entries(name: str, page: str) -> list[dict[str, str]]:
-    """One entry per section of a page (its h1, then each h2): the page's
+    """One entry per section of a page (its h1, then each h2, and each term
+    of the glossary: a ``<dt>`` with an id): the page's
     title, the section's heading, its link and its text, without pictures,
     diffs or replay tables."""
     main = page.partition('<main id="content">')[2].partition("</main>")[0]
@@ -261,7 +263,7 @@ def search_entries(name: str, page: str) -> list[dict[str, str]]:
                   r"|<script.*?</script>", " ", main, flags=re.S)
     title = html.unescape(re.sub(r"<[^>]+>", "", (re.search(r"<h1[^>]*>(.*?)</h1>", main, re.S) or
                                                    re.match("()", "")).group(1))).strip()
-    pieces = re.split(r"(<h2[^>]*>.*?</h2>|<dt[^>]*>.*?</dt>)", main, flags=re.S)
+    pieces = re.split(r"(<h2[^>]*>.*?</h2>|<dt[^>]*\sid=\"[^\"]+\"[^>]*>.*?</dt>)", main, flags=re.S)
     entries = [{"t": title or name, "h": "", "u": name, "x": _plain(pieces[0])}]
     for k in range(1, len(pieces), 2):
         m = re.match(r'<(?:h2|dt)[^>]*id="([^"]+)"[^>]*>(.*?)</(?:h2|dt)>', pieces[k], re.S)
@@ -365,7 +367,7 @@ def build(out: str | Path) -> Report:
         text = env.get_template(template).render(page=name, chapters=chapters, open_chapters=open_chapters,
                                                  **context)
         text = add_contents(text)
-        if name != "glossary.html":
+        if name not in NO_TERM_LINKS:
             text = link_terms(text, terms)
         search.extend(search_entries(name, text))
         (out / name).write_text(text, encoding="utf-8")

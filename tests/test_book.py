@@ -521,7 +521,7 @@ class Uses(HTMLParser):
     def handle_data(self, data):
         if not self._main:
             return
-        skip = any(t in self.SKIP or any(c in cls.split() for c in ("replay", "highlight", "facts"))
+        skip = any(t in self.SKIP or any(c in cls.split() for c in ("replay", "highlight", "facts", "ui"))
                    for t, cls, _ in self._stack)
         links = [(cls, href) for t, cls, href in self._stack if t == "a"]
         term = links[-1][1].split("#")[1] if links and links[-1][0] == "term" else None
@@ -542,7 +542,7 @@ def test_every_page_links_the_first_use_of_each_term(book):
                          + r")(?![\w-])")
     checked = 0
     for path in sorted(book.glob("*.html")):
-        if path.name == "glossary.html":
+        if path.name in ("glossary.html", "search.html"):      # the glossary itself; the search page links none
             continue
         uses = Uses()
         uses.feed(path.read_text(encoding="utf-8"))
@@ -929,3 +929,58 @@ def test_the_book_in_a_headless_browser(book, chromium, tmp_path):
 
 def stage_page_name(n: int) -> str:
     return f"stage-{n:02d}.html"
+
+
+def test_search_in_the_browser_counts_and_lists_every_result(book, chromium):
+    """search.html?q=NOTDIRTY lists every section that holds the word (there
+    are more than the 30 it used to stop at) and says how many; a section
+    whose own heading and text lack the word is not a result just because
+    its page's title has it (only the page's first entry stands for the
+    title).  The box on a page counts the same results."""
+    word = "notdirty"
+    index = _search_index(book)
+
+    def holds(e: dict) -> bool:
+        return word in (e["h"] + " " + e["x"]).lower() or (not e["h"] and word in e["t"].lower())
+    expected = sorted(e["u"] for e in index if holds(e))
+    assert len(expected) > 30
+    chromium.open((book / "search.html").as_uri() + "?q=NOTDIRTY")
+    got = chromium.js("[...document.querySelectorAll('#search-page-results > li > a')].map(a => a.getAttribute('href'))")
+    assert sorted(got) == expected
+    status = chromium.js("document.getElementById('search-status').textContent")
+    assert status.startswith(f"{len(expected)} results for"), status
+    first = next(e for e in index if e["u"] == got[0])
+    assert word in (first["h"] + " " + first["t"]).lower(), first["u"]      # a heading or a title first
+    # a word only a page's title holds: the page once, not each of its sections
+    chromium.open((book / "index.html").as_uri())
+    box = chromium.js("""(() => {
+        const box = document.getElementById('search-box');
+        box.value = 'NOTDIRTY';
+        box.dispatchEvent(new Event('input'));
+        return document.querySelector('#search-results .search-more').textContent;
+    })()""")
+    assert box.startswith(f"{len(expected)} found"), box
+    titled = "bitmap_zero_extend"
+    only_title = [e for e in index if titled in e["t"].lower() and titled not in (e["h"] + " " + e["x"]).lower()]
+    assert only_title                                              # the premise: sections that lack it
+    hits = chromium.js(f"window.dirtyLadderSearch('{titled}').map(e => e.u)")
+    assert not {e["u"] for e in only_title if e["h"]} & set(hits), hits
+    assert hits and all(titled in (e["h"] + " " + e["x"]).lower() or not e["h"]
+                        for e in index if e["u"] in hits)
+    # the title counts once per page: a section that merely mentions the word
+    # once ranks below the glossary's entry for it, even on stage 18's page
+    # whose title holds the word
+    term = hits.index("glossary.html#bitmap-zero-extend")
+    mentions = [e["u"] for e in index if e["h"] and titled not in e["h"].lower()
+                and e["x"].lower().count(titled) == 1 and e["u"] in hits]
+    assert any(u.startswith("stage-18.html#") for u in mentions), mentions
+    assert all(hits.index(u) > term for u in mentions), (hits, mentions)
+
+
+def test_no_glossary_term_is_linked_in_the_search_page_or_the_books_own_instructions(book):
+    search = (book / "search.html").read_text(encoding="utf-8").partition('<main id="content">')[2]
+    assert 'class="term"' not in search
+    for path in sorted(book.glob("*.html")):
+        text = path.read_text(encoding="utf-8")
+        for m in re.finditer(r'<p[^>]*class="[^"]*\bui\b[^"]*"[^>]*>(.*?)</p>', text, re.S):
+            assert 'class="term"' not in m.group(1), path.name
