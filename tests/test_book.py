@@ -265,6 +265,27 @@ def test_the_cost_page_has_the_plot(book):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
 
 
+def test_book_help_says_what_the_book_is(capsys):
+    """``book --help`` names every library of the book extra (pyproject.toml),
+    every page the sidebar lists beside the chapters and stages, says that
+    search is a script (not "no JavaScript"), and that the pictures are of
+    each structure and each register entry, not of the three bitmaps only."""
+    from dirty_ladder.book import EXTRA_PAGES
+    assert cli.main(["book", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    for requirement in extra["book"]:
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0)
+        assert name in text, name
+    for href, title in EXTRA_PAGES:
+        if href.startswith("stage-"):
+            continue
+        assert title.lower().split()[-1] in text.lower(), title
+    assert "search" in text and "script" in text
+    assert not re.search(r"\bno JavaScript\b", text)
+    assert "three bitmaps" not in text and "each structure" in text and "register entry" in text
+
+
 def test_without_the_extra_book_is_one_line_naming_it(monkeypatch, tmp_path, capsys):
     import builtins
     real = builtins.__import__

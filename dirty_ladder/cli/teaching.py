@@ -422,11 +422,19 @@ def cmd_exercise(args) -> int:
 def add_book(sub, prog: str) -> None:
     sp = add_command(sub, "book", "write the tour as a static website (needs the book extra)",
                           f"{prog} book book/            # then open book/index.html\n{prog} book /tmp/site --json",
-                          description="A page per chapter and per stage (highlighted diffs, register entries with "
-                                      "their minimal traces replayed before and after, pictures of the three "
-                                      "bitmaps), the register, the changelog, the rung tests and the cost plot. "
-                                      "Relative links, no JavaScript: it works from the file system. Needs "
-                                      "jinja2, pygments and matplotlib: pip install -e '.[book]'.")
+                          description="Writes the tour as a static website: a page per chapter and per stage "
+                                      "(the commit's docstring; pictures of each structure it changes and of "
+                                      "every register entry's replay, drawn from replays of the stages' own "
+                                      "code; the register entries with their minimal traces replayed before "
+                                      "and after; the commit's diff, folded as the solution of its exercise), "
+                                      "the register, the glossary, the exercises, the changelog, the rung "
+                                      "tests, the cost curve of this Python model and an index. Every page has "
+                                      "a sidebar of contents and a list of its own sections; search is a small "
+                                      "script over an index built with the book (genindex.html lists the same "
+                                      "without JavaScript). Links are relative: open OUT/index.html from the "
+                                      "file system, no server needed. Needs the book extra (jinja2 for the "
+                                      "pages, markdown-it-py for the prose, pygments for the diffs, matplotlib "
+                                      "for the cost plot): pip install -e '.[book]'.")
     sp.add_argument("out", metavar="OUT", help="the directory to write (created if needed)")
     teaching_options(sp, json="print what was written as JSON")
     sp.set_defaults(func=cmd_book)
