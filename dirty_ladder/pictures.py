@@ -131,13 +131,13 @@ class Grid:
         lines = _wrap(self.title, width)
         for k0 in bands:
             a, b = max(k0, self.first), min(k0 + WORD, self.end)
-            lines += _wrap(f"word {k0 // WORD}: pages {a}-{b - 1}"
-                           + (f" (bits {a - k0}-{b - 1 - k0})" if (a, b) != (k0, k0 + WORD) else " (bits 0-63)"),
+            lines += _wrap(f"word {k0 // WORD}: {_span('page', a, b - 1)} ({_span('bit', a - k0, b - 1 - k0)})",
                            width, "  ", "    ")
             for c0 in range(a, b, per_line):
                 c1 = min(c0 + per_line, b)
                 if (c0, c1) != (a, b):
-                    lines += _wrap(f"pages {c0}-{c1 - 1} (bits {c0 - k0}-{c1 - 1 - k0})", width, "   ", "     ")
+                    lines += _wrap(f"{_span('page', c0, c1 - 1)} ({_span('bit', c0 - k0, c1 - 1 - k0)})", width,
+                                   "   ", "     ")
                 lines += self._chunk(c0, c1, shown, lw, width)
         for page, what in sorted(self.marks.items()):
             lines += _wrap(f"v page {page}: {what}", width, "  ", "    ")
@@ -176,6 +176,11 @@ class Grid:
     # ---- book
     def svg(self) -> str:
         return _grid_svg(self)
+
+
+def _span(what: str, first: int, last: int) -> str:
+    """``pages 3-7``, or ``page 3`` when there is one: both ends included."""
+    return f"{what} {first}" if first == last else f"{what}s {first}-{last}"
 
 
 def _wrap(text: str, width: int, first: str = "", rest: str = "") -> list[str]:
@@ -713,7 +718,7 @@ def _grid_svg(g: Grid) -> str:
             return lw + (page - colstart) * cw
 
         parts.append(f'<text x="4" y="{y + 11}" font-size="12" font-weight="bold" {FONT}>word {k0 // WORD}: '
-                     f'pages {a}-{b - 1}, bits {a - k0}-{b - 1 - k0}</text>')
+                     f'{_span("page", a, b - 1)}, {_span("bit", a - k0, b - 1 - k0)}</text>')
         y += 18
         for p in range(a, b):
             x = x_of(p)

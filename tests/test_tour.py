@@ -100,6 +100,32 @@ def test_tour_on_a_terminal_fits_100_columns_is_paged_and_coloured(tmp_path, wha
         assert text[0] == f"== stage 02: {stage(2).TITLE}"
 
 
+TABLES = {"register": ("register",), "register-entry": ("register", "tlb-reset-short-range"),
+          "list": ("list",), "show": ("show", "19")}
+
+
+@pytest.mark.parametrize("args", TABLES.values(), ids=TABLES.keys())
+def test_the_other_teaching_commands_are_coloured_paged_and_fit_on_a_terminal(tmp_path, args):
+    """register, register ID, list and show go through the same screen as
+    the tour: on a terminal coloured, paged when longer than it, and no
+    wider than it (here 80 columns); piped, plain text in 100 columns with
+    no escape codes; --json as before, JSON."""
+    screen, paged = in_terminal(tmp_path, *args, columns=80, lines=30)
+    assert paged is not None, "not paged"
+    assert "\x1b[" in paged, "no colour"
+    text = visible(paged).splitlines()
+    assert len(text) > 30 and max(len(line) for line in text) <= 80, max(text, key=len)
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.run([sys.executable, "-m", "dirty_ladder", *args], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "" and "\x1b" not in proc.stdout
+    assert max(len(line) for line in proc.stdout.splitlines()) <= 100
+    assert visible(paged).split()[:3] == proc.stdout.split()[:3]          # the same text, only narrower
+    js = subprocess.run([sys.executable, "-m", "dirty_ladder", *args, "--json"], capture_output=True, text=True,
+                        env=env, cwd=tmp_path, timeout=120)
+    assert js.returncode == 0 and json.loads(js.stdout)
+
+
 def test_a_short_text_on_a_terminal_is_not_paged(tmp_path):
     screen, paged = in_terminal(tmp_path, "tour", columns=100, lines=40)
     assert paged is None

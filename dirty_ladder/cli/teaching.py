@@ -16,58 +16,14 @@ from stages import LAST, stage
 
 from ..model import load_register_safely, spans
 from .common import (
-    INLINE_DIFFS, Failure, UserError, add_command, emit_json, exercise_number, out, plural, positive, short,
-    stage_number, teaching_options, warn,
+    INLINE_DIFFS, Failure, UserError, add_command, emit_json, exercise_number, out, pager_option, plural, positive,
+    short, stage_number, teaching_options, warn,
 )
 from .running import describe_op
 from .stepping import format_diff
 
 
 # ------------------------------------------------------------------ a register entry, as tour and register print it
-def _cell(value: Any, width: int) -> str:
-    return short(value, width)
-
-
-def replay_table(rows: list[dict[str, Any]], a: int, b: int, width: int = 100) -> list[str]:
-    """Observables side by side: name, stage a, stage b; '*' marks a row that differs."""
-    nw = min(max(len(r["name"]) for r in rows), 28)
-    vw = (width - nw - 8) // 2
-    lines = [f"  {'':{nw}}  {'stage ' + format(a, '02d'):<{vw}}  stage {b:02d}"]
-    for r in rows:
-        mark = "*" if r["differs"] else " "
-        lines.append(f"{mark} {r['name'][:nw]:<{nw}}  {_cell(r['before'], vw):<{vw}}  {_cell(r['after'], vw)}")
-    return lines
-
-
-def entry_lines(entry: dict[str, Any], width: int = 100) -> list[str]:
-    """A register entry and its minimal trace/call replayed before and after its rung."""
-    lines = textwrap.wrap(f"{entry['id']} (rung {entry['rung']:02d}, {entry['status']}): {entry['what']}",
-                          width, subsequent_indent="  ")
-    lines += textwrap.wrap(entry["explanation"], width - 4, initial_indent="    ", subsequent_indent="    ")
-    if entry["fixed_upstream"]:
-        lines += textwrap.wrap(f"upstream: {entry['fixed_upstream']}", width - 4,
-                               initial_indent="    ", subsequent_indent="    ")
-    if entry.get("override_source"):
-        lines.append(f"  the change as code, on stage {entry['rung'] - 1:02d} (dirty_ladder/bridges.py):")
-        lines += ["    " + line for line in entry["override_source"].rstrip("\n").splitlines()]
-    r = entry["replay"]
-    a, b = r["before_stage"], r["after_stage"]
-    if "trace" in r:
-        t = r["trace"]
-        lines += textwrap.wrap(f"minimal trace ({describe_config_dict(t['trace'].get('config', {}))}): "
-                               + "; ".join(describe_op(op) for op in t["trace"]["ops"]), width,
-                               initial_indent="  ", subsequent_indent="    ")
-        lines.append(f"  replayed on stages {a:02d} and {b:02d} ('*': differs):")
-        lines += ["  " + x for x in replay_table(t["rows"], a, b, width - 2)]
-    if "call" in r:
-        c = r["call"]
-        lines += textwrap.wrap(f"minimal call: {c['describe']}", width, initial_indent="  ",
-                               subsequent_indent="    ")
-        lines.append(f"  called on stages {a:02d} and {b:02d} ('*': differs):")
-        lines += ["  " + x for x in replay_table(c["rows"], a, b, width - 2)]
-    return lines
-
-
 def describe_config_dict(config: dict[str, Any]) -> str:
     from ..trace import DEFAULT_CONFIG
     c = {**DEFAULT_CONFIG, **config}
@@ -135,6 +91,7 @@ def show_entry(screen, entry: dict[str, Any]) -> None:
                      [["*" if row["differs"] else "", row["name"], short(row["before"], width),
                        short(row["after"], width)] for row in rows],
                      styles=["differs" if row["differs"] else None for row in rows], no_wrap=(0,), indent=2)
+        screen.line()
         picture = pictures.entry_picture(r, kind)
         if picture is not None:
             screen.lines(["  " + x for x in picture.text(screen.width - 2)])
@@ -298,15 +255,22 @@ def add_register(sub, prog: str) -> None:
     sp = add_command(sub, "register", "the divergence register: list its entries, or replay one before and after its rung",
                           f"{prog} register\n{prog} register xen-told-start\n{prog} register tlb-reset-short-range --json",
                           description="Without ID: every entry of dirty_ladder/divergences.toml (rung, id, status, what). "
-                                      "With ID: the entry, and its minimal trace (and call) run on the stage before and "
-                                      "the stage of its rung, the observables side by side ('*': differs).")
+                                      "With ID: the entry, the change as code, and its minimal trace (and call) run on "
+                                      "the stage before and the stage of its rung, the observables side by side ('*': "
+                                      "differs), with a picture of what differs. On a terminal it is coloured and "
+                                      "paged; piped, it is plain text.")
     sp.add_argument("id", nargs="?", metavar="ID", help="an entry's id")
+    pager_option(sp)
     teaching_options(sp)
     sp.set_defaults(func=cmd_register)
 
 
+STATUS_STYLE = {"bug": "differs", "fix": "seed", "intended": None, "benign": "dim"}
+
+
 def cmd_register(args) -> int:
     from ..model import entry_dict, entry_replay
+    from ..terminal import Screen
     register = load_register_safely()
     if register is None:
         raise Failure("cannot read the divergence register (dirty_ladder/divergences.toml)")
@@ -315,13 +279,12 @@ def cmd_register(args) -> int:
         if args.json:
             emit_json(rows)
             return 0
-        iw = max(len(e.id) for e in register)
-        out(f"rung  {'id':<{iw}}  {'status':<8}  what")
-        for e in register:
-            what = e.what if len(e.what) <= 100 - iw - 18 else e.what[:100 - iw - 21] + "..."
-            out(f"{e.rung:>4}  {e.id:<{iw}}  {e.status:<8}  {what}")
-        out()
-        out(f"`{args.top} register ID` replays an entry's minimal trace before and after its rung.")
+        screen = Screen(pager=not args.no_pager)
+        screen.table(["rung", "id", "status", "what"], [[e.rung, e.id, e.status, e.what] for e in register],
+                     styles=[STATUS_STYLE.get(e.status) for e in register], no_wrap=(0, 1, 2))
+        screen.line()
+        screen.line(f"`{args.top} register ID` replays an entry's minimal trace before and after its rung.")
+        screen.show()
         return 0
     entry = next((e for e in register if e.id == args.id), None)
     if entry is None:
@@ -332,8 +295,9 @@ def cmd_register(args) -> int:
     if args.json:
         emit_json(data)
         return 0
-    for line in entry_lines(data):
-        out(line)
+    screen = Screen(pager=not args.no_pager)
+    show_entry(screen, data)
+    screen.show()
     return 0
 
 
