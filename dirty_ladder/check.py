@@ -119,19 +119,18 @@ def checked_text(row: dict[str, Any]) -> str:
 
 
 def write_reproducers(result: RungResult, directory: str = ".") -> list[str]:
-    """Write each new difference of a rung as a file; the paths written."""
+    """Write each new difference of a rung as a file in ``directory``, under
+    the first free name ``new-difference-rungNN-LEVEL-K.json`` (``.call.json``
+    for an API call): a file already there is never replaced.  The paths
+    written."""
+    from .files import write_unique
     from .trace import format_trace
     written = []
-    count: dict[str, int] = {}
     for d in result.new:
-        count[d.level] = count.get(d.level, 0) + 1
-        name = f"new-difference-rung{result.rung:02d}-{d.level}-{count[d.level]}"
-        stem = name if directory in ("", ".") else os.path.join(directory, name)
+        stem = f"new-difference-rung{result.rung:02d}-{d.level}"
         if d.trace is not None:
-            path, text = stem + ".json", format_trace(d.trace.as_dict())
+            suffix, text = ".json", format_trace(d.trace.as_dict())
         else:
-            path, text = stem + ".call.json", json.dumps(call_file(d.call), indent=1) + "\n"
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        written.append(path)
+            suffix, text = ".call.json", json.dumps(call_file(d.call), indent=1) + "\n"
+        written.append(str(write_unique(directory, stem, suffix, text)))
     return written

@@ -4,12 +4,15 @@ the user's against the ladder)."""
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 import time
 import tomllib
 
 from stages import LAST, stage
+
+from ..files import FileRefused
 
 from .common import (
     Failure, UserError, add_command, emit_json, load_user_stage, out, positive, rung_number, seed_value, warn,
@@ -31,8 +34,8 @@ def add_check(sub, prog: str) -> None:
                                       "medium, large, or a TOML file; see docs/exhaustive.md), breadth first, so each "
                                       "difference comes with a shortest trace. Progress goes to stderr, a summary "
                                       "table to stdout. A new difference is written as new-difference-rungNN-LEVEL-K.json "
-                                      "(a trace) or .call.json (an API call) in the current directory, and the exit "
-                                      "status is 1.")
+                                      "(a trace) or .call.json (an API call) in --out-dir (default the current "
+                                      "directory), K the first number free there, and the exit status is 1.")
     sp.add_argument("rung", type=rung_number, nargs="?", metavar="N", help=f"rung, 1 to {LAST}")
     sp.add_argument("--all", action="store_true", help="check every rung")
     sp.add_argument("--exhaustive", action="store_true", help="every trace of a scope instead of random ones")
@@ -48,6 +51,9 @@ def add_check(sub, prog: str) -> None:
                     help="only this level (repeatable; default all three)")
     sp.add_argument("--stage-file", metavar="FILE",
                     help="a module whose class Stage stands in for stage N (its STAGE); checks that rung")
+    sp.add_argument("--out-dir", default=".", metavar="DIR",
+                    help="where to write the reproducers of new differences (default: the current directory); "
+                         "a file already there is never replaced")
     sp.add_argument("--json", action="store_true", help="print the summary as JSON")
     sp.set_defaults(func=cmd_check, prog=sp.prog)
 
@@ -61,6 +67,9 @@ def cmd_check(args) -> int:
         if stand_in.STAGE == 0:
             raise UserError(f"{args.prog}: {args.stage_file} is a stage 0: there is no rung below it")
         args.rung = stand_in.STAGE
+    if not os.path.isdir(args.out_dir):
+        raise UserError(f"{args.prog}: --out-dir {args.out_dir}: "
+                        + ("not a directory" if os.path.exists(args.out_dir) else "no such directory"))
     if args.all and args.rung is not None:
         raise UserError(f"{args.prog}: give a rung number or --all, not both")
     if not args.all and args.rung is None:
@@ -134,9 +143,9 @@ def cmd_check(args) -> int:
         row["files"] = []
         if result.new:
             try:
-                row["files"] = check.write_reproducers(result)
-            except OSError as exc:
-                warn(f"error: cannot write a reproducer: {exc.strerror or exc}")
+                row["files"] = check.write_reproducers(result, args.out_dir)
+            except FileRefused as exc:
+                warn(f"error: cannot write a reproducer: {exc}")
         any_bad = any_bad or not result.ok
         rows.append(row)
     if args.json:

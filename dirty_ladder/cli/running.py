@@ -12,6 +12,7 @@ from typing import Any
 
 from stages import LAST, stage
 
+from .. import files
 from ..model import exception_text, load_register_safely, spans
 from ..trace import format_trace
 from .common import (
@@ -379,6 +380,7 @@ def add_trace(sub, prog: str) -> None:
     rp.add_argument("--xen", action=argparse.BooleanOptionalAction, default=None,
                     help="make xen_modified_memory observable")
     rp.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    rp.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     rp.set_defaults(func=cmd_trace_random)
     vp = tsub.add_parser("validate", help="check a trace file without running it", formatter_class=Formatter,
                          description="Check a trace against the rules of docs/trace-format.md.",
@@ -401,10 +403,9 @@ def cmd_trace_random(args) -> int:
     text = format_trace(trace.as_dict())
     if args.output and args.output != "-":
         try:
-            with open(args.output, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError as exc:
-            raise UserError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+            files.write_atomic(args.output, text, args.force)
+        except files.FileRefused as exc:
+            raise UserError(f"trace random: {exc}") from None
         warn(f"wrote {args.output}: {plural(len(trace.ops), 'op')}; {describe_config(trace)}")
     else:
         sys.stdout.write(text)
