@@ -51,14 +51,19 @@ class Running:
                                      text=True, start_new_session=True)
         self.lines: queue.Queue[str] = queue.Queue()
         self.err: list[str] = []
-        self.out = ""
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self._out: list[str] = []
+        self._readers = [threading.Thread(target=self._read_err, daemon=True),
+                         threading.Thread(target=self._read_out, daemon=True)]
+        for reader in self._readers:
+            reader.start()
 
-    def _read(self) -> None:
+    def _read_err(self) -> None:
         for line in self.proc.stderr:
             self.err.append(line)
             self.lines.put(line)
+
+    def _read_out(self) -> None:
+        self._out.append(self.proc.stdout.read())
 
     def wait_for(self, pattern: str, count: int = 1, timeout: float = 300) -> list[str]:
         """The first ``count`` stderr lines matching ``pattern``."""
@@ -82,14 +87,19 @@ class Running:
         else:
             os.kill(self.proc.pid, signal.SIGINT)
         try:
-            self.out, _ = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.communicate()
+            self.proc.wait()
             pytest.fail(f"still running {timeout} s after SIGINT")
         seconds = time.monotonic() - t0
-        self._reader.join(5)
+        for reader in self._readers:
+            reader.join(10)
         return seconds
+
+    @property
+    def out(self) -> str:
+        return "".join(self._out)
 
     def group_is_gone(self, within: float = 2.0) -> bool:
         """No process of the command's group is left (its workers were stopped)."""

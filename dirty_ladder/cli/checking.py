@@ -128,8 +128,13 @@ def cmd_check(args) -> int:
              f"{result.status} ({runs}; {seconds:.1f} s)")
 
     started = time.monotonic()
+    interrupted = False
     try:
         results = check.run(rungs, how, jobs, progress if jobs <= 1 else None, done, stand_in)
+    except check.Interrupted as stop:       # Ctrl-C: the rungs finished so far, then exit 130
+        results, interrupted = stop.results, True
+        if tty:
+            sys.stderr.write("\r\033[K")
     except (tomllib.TOMLDecodeError, OSError) as exc:
         raise Failure(f"cannot read the divergence register: {' '.join(str(exc).split())}") from None
     except Exception as exc:               # noqa: BLE001 -- a user's stage that fails: one line
@@ -148,15 +153,20 @@ def cmd_check(args) -> int:
                 warn(f"error: cannot write a reproducer: {exc}")
         any_bad = any_bad or not result.ok
         rows.append(row)
+    if interrupted:
+        warn(f"interrupted: {len(rows)} of {len(rungs)} rungs checked")
+    status = 130 if interrupted else 1 if any_bad else 0
     if args.json:
-        emit_json({"mode": "exhaustive" if scope else "random",
+        emit_json({"mode": "exhaustive" if scope else "random", "interrupted": interrupted,
                    "new_difference": any(r["new"] for r in rows),
                    "jobs": jobs, "wall_seconds": round(time.monotonic() - started, 3),
                    "scope": scope.name if scope else None,
                    "profile": args.profile if not scope and args.examples is None else None,
                    "examples": None if scope else examples, "seed": None if scope else args.seed,
-                   "levels": list(levels), "rungs": rows, "ok": not any_bad})
-        return 1 if any_bad else 0
+                   "levels": list(levels), "rungs": rows, "ok": not any_bad and not interrupted})
+        return status
+    if not rows:
+        return status
     sw = max(len("status"), *(len(r["status"]) for r in rows))
     checked = [check.checked_text(r) for r in rows]
     cw = max(len("checked"), *(len(c) for c in checked))
@@ -175,7 +185,7 @@ def cmd_check(args) -> int:
         for path in r["files"]:
             mine = f" --stage-file {args.stage_file}" if args.stage_file else ""
             out(f"  reproducer: {path}  (see it with: {args.top} replay {path} --all{mine})")
-    return 1 if any_bad else 0
+    return status
 
 
 # ------------------------------------------------------------------ verify
