@@ -15,7 +15,8 @@ from stages import LAST, stage
 from ..files import FileRefused
 
 from .common import (
-    Failure, UserError, add_command, emit_json, load_user_stage, out, positive, rung_number, seed_value, warn,
+    Failure, UserError, add_command, add_timeout, contained, emit_json, load_user_stage, out, positive,
+    rung_number, seed_value, stderr, warn,
 )
 
 
@@ -44,13 +45,16 @@ def add_check(sub, prog: str) -> None:
                     help="rungs checked at once, in separate processes (default: the CPUs, with --all)")
     sp.add_argument("--examples", type=positive, metavar="K", help="examples per rung and level "
                     "(overrides --profile)")
-    sp.add_argument("--profile", default="ci", metavar="NAME",
-                    help="examples per rung and level from the ladder's profiles: ci (default) or deep")
+    sp.add_argument("--profile", metavar="NAME",
+                    help="examples per rung and level from the ladder's profiles: ci (default) or deep "
+                         "(default: $DIRTY_LADDER_PROFILE, as for the test suite; $DIRTY_LADDER_EXAMPLES "
+                         "overrides its count)")
     sp.add_argument("--seed", type=seed_value, default=0, metavar="S", help="seed (default 0)")
     sp.add_argument("--level", action="append", choices=("machine", "api", "repr"),
                     help="only this level (repeatable; default all three)")
     sp.add_argument("--stage-file", metavar="FILE",
                     help="a module whose class Stage stands in for stage N (its STAGE); checks that rung")
+    add_timeout(sp, "the check of --stage-file's module")
     sp.add_argument("--out-dir", default=".", metavar="DIR",
                     help="where to write the reproducers of new differences (default: the current directory); "
                          "a file already there is never replaced")
@@ -58,27 +62,44 @@ def add_check(sub, prog: str) -> None:
     sp.set_defaults(func=cmd_check, prog=sp.prog)
 
 
+def _check_stand_in(file: str, rung: int | None, prog: str, how) -> list:
+    """In the child process: the user's module loaded and its rung checked,
+    progress and each rung done reported to the parent."""
+    from .. import check
+    from ..contain import report
+    from ..verify import failed_in
+    stand_in = load_user_stage(file, rung)
+    if stand_in.STAGE == 0:
+        raise UserError(f"{prog}: {file} is a stage 0: there is no rung below it")
+    try:
+        return check.run([stand_in.STAGE], how, 1, lambda n, info: report(("progress", n, info)),
+                         lambda result, seconds: report(("done", result, seconds)), stand_in)
+    except (tomllib.TOMLDecodeError, OSError):
+        raise
+    except Exception as exc:               # noqa: BLE001 -- a user's stage that fails: one line
+        raise Failure(f"{file}: your stage raised {failed_in(exc, file)}") from None
+
+
 def cmd_check(args) -> int:
-    stand_in = None
-    if args.stage_file:
-        if args.all:
-            raise UserError(f"{args.prog}: --stage-file checks the one rung of its stage, not --all")
-        stand_in = load_user_stage(args.stage_file, args.rung)
-        if stand_in.STAGE == 0:
-            raise UserError(f"{args.prog}: {args.stage_file} is a stage 0: there is no rung below it")
-        args.rung = stand_in.STAGE
+    if args.stage_file and args.all:
+        raise UserError(f"{args.prog}: --stage-file checks the one rung of its stage, not --all")
     if not os.path.isdir(args.out_dir):
         raise UserError(f"{args.prog}: --out-dir {args.out_dir}: "
                         + ("not a directory" if os.path.exists(args.out_dir) else "no such directory"))
     if args.all and args.rung is not None:
         raise UserError(f"{args.prog}: give a rung number or --all, not both")
-    if not args.all and args.rung is None:
+    if not args.all and args.rung is None and not args.stage_file:
         raise UserError(f"{args.prog}: give a rung number (1 to {LAST}) or --all")
     from .. import check
     from ..compare import LEVELS
-    from ..rungs import PROFILES
-    if args.profile not in PROFILES:
-        raise UserError(f"{args.prog}: unknown profile {args.profile!r}: choose from {', '.join(PROFILES)}")
+    from ..rungs import PROFILES, environment_profile
+    try:
+        env_profile, env_examples = environment_profile(os.environ)
+    except ValueError as exc:
+        raise UserError(f"{args.prog}: {exc}") from None
+    profile = args.profile or env_profile
+    if profile not in PROFILES:
+        raise UserError(f"{args.prog}: unknown profile {profile!r}: choose from {', '.join(PROFILES)}")
     if args.scope is not None and not args.exhaustive:
         raise UserError(f"{args.prog}: --scope needs --exhaustive")
     if args.exhaustive and (args.examples is not None or args.seed != 0):
@@ -90,12 +111,14 @@ def cmd_check(args) -> int:
             scope = load_scope(args.scope or "ci")
         except ScopeError as exc:
             raise UserError(str(exc)) from None
-    examples = args.examples if args.examples is not None else PROFILES[args.profile]
+    from_profile = args.examples is None and (env_examples is None or args.profile is not None)
+    examples = (PROFILES[profile] if from_profile else args.examples if args.examples is not None
+                else env_examples)
     levels = tuple(dict.fromkeys(args.level)) if args.level else LEVELS
     how = check.How(examples=examples, seed=args.seed, scope=args.scope or "ci" if scope else None, levels=levels)
     rungs = list(range(1, LAST + 1)) if args.all else [args.rung]
     jobs = args.jobs if args.jobs is not None else (check.default_jobs() if len(rungs) > 1 else 1)
-    tty = sys.stderr.isatty()
+    tty = stderr().isatty()
     last_draw = [0.0]
     if scope is not None:
         warn(scope.summary())
@@ -111,37 +134,41 @@ def cmd_check(args) -> int:
             text = (f"rung {rung:02d}: {info['level']} depth {info.get('depth', '-')}, {info['states']} states, "
                     f"{rate:,.0f} states/s")
         if tty:
-            sys.stderr.write(f"\r{text}   \033[K")
-            sys.stderr.flush()
+            stderr().write(f"\r{text}   \033[K")
+            stderr().flush()
         else:
             warn(text)
 
-    rows: list[dict] = []
     position = [0]
 
     def done(result, seconds: float) -> None:
         position[0] += 1
         if tty:
-            sys.stderr.write("\r\033[K")
+            stderr().write("\r\033[K")
         runs = "; ".join(f"{r.level}: {r.states} states, {r.verdict}" for r in result.runs) or result.how
         warn(f"[{position[0]}/{len(rungs)}] rung {result.rung:02d} ({result.rung - 1:02d} -> {result.rung:02d}): "
              f"{result.status} ({runs}; {seconds:.1f} s)")
 
+    def from_child(event: tuple) -> None:
+        (progress if event[0] == "progress" else done)(*event[1:])
+
     started = time.monotonic()
     interrupted = False
     try:
-        results = check.run(rungs, how, jobs, progress if jobs <= 1 else None, done, stand_in)
+        if args.stage_file:                 # the user's module, contained: results computed in a child
+            results = contained(args, _check_stand_in, args.stage_file, args.rung, args.prog, how,
+                                file=args.stage_file, what="check", on_event=from_child)
+        else:
+            results = check.run(rungs, how, jobs, progress if jobs <= 1 else None, done)
     except check.Interrupted as stop:       # Ctrl-C: the rungs finished so far, then exit 130
         results, interrupted = stop.results, True
         if tty:
-            sys.stderr.write("\r\033[K")
+            stderr().write("\r\033[K")
     except (tomllib.TOMLDecodeError, OSError) as exc:
         raise Failure(f"cannot read the divergence register: {' '.join(str(exc).split())}") from None
-    except Exception as exc:               # noqa: BLE001 -- a user's stage that fails: one line
-        if stand_in is None:
-            raise
-        from ..verify import failed_in
-        raise Failure(f"{args.stage_file}: your stage raised {failed_in(exc, args.stage_file)}") from None
+    if args.stage_file:
+        rungs = [r.rung for r in results]
+    rows: list[dict] = []
     any_bad = False
     for result in results:
         row = check.report(result)
@@ -161,7 +188,7 @@ def cmd_check(args) -> int:
                    "new_difference": any(r["new"] for r in rows),
                    "jobs": jobs, "wall_seconds": round(time.monotonic() - started, 3),
                    "scope": scope.name if scope else None,
-                   "profile": args.profile if not scope and args.examples is None else None,
+                   "profile": profile if not scope and from_profile else None,
                    "examples": None if scope else examples, "seed": None if scope else args.seed,
                    "levels": list(levels), "rungs": rows, "ok": not any_bad and not interrupted})
         return status
@@ -203,51 +230,73 @@ def add_verify(sub, prog: str) -> None:
     sp.add_argument("file", metavar="FILE", help="a Python module with a class Stage")
     sp.add_argument("--scope", default="ci", metavar="NAME|FILE",
                     help="the scope of the rung check (default ci; medium, large or a TOML file)")
+    add_timeout(sp, "verify")
     sp.add_argument("--json", action="store_true", help="print the verdict as JSON")
     sp.set_defaults(func=cmd_verify)
 
 
+def _verify_in_child(file: str, scope: str):
+    """In the child process: the user's module loaded and verified, its
+    progress reported to the parent."""
+    from ..contain import report
+    from ..verify import verify
+    cls = load_user_stage(file, None)
+    if cls.STAGE == 0:
+        raise UserError(f"verify: {file} is a stage 0: commits are 1 to {LAST}")
+    report({"loaded": cls.STAGE})
+    return verify(cls, file, scope, report)
+
+
 def cmd_verify(args) -> int:
     from ..explore import ScopeError, load_scope
-    from ..verify import verify
-    cls = load_user_stage(args.file, None)
-    if cls.STAGE == 0:
-        raise UserError(f"verify: {args.file} is a stage 0: commits are 1 to {LAST}")
     try:
         load_scope(args.scope)
     except ScopeError as exc:
         raise UserError(f"verify: {exc}") from None
-    tty = sys.stderr.isatty()
+    tty = stderr().isatty()
+    loaded = [0]
 
     def progress(info: dict) -> None:
-        if tty:
-            sys.stderr.write(f"\rrung {cls.STAGE:02d}: {info['level']}, {info['states']} states   \033[K")
-            sys.stderr.flush()
+        if "loaded" in info:
+            loaded[0] = info["loaded"]
+        elif tty:
+            stderr().write(f"\rrung {loaded[0]:02d}: {info['level']}, {info['states']} states   \033[K")
+            stderr().flush()
 
-    verdict = verify(cls, args.file, args.scope, progress)
+    try:
+        verdict = contained(args, _verify_in_child, args.file, args.scope, file=args.file, what="verify",
+                            on_event=progress)
+    except Failure as exc:                  # the module ended the run: a failed verify, said how
+        if tty:
+            stderr().write("\r\033[K")
+        if args.json:
+            emit_json({"file": args.file, "ok": False, "error": str(exc),
+                       "log": str(args.log) if args.log else None})
+        raise
     if tty:
-        sys.stderr.write("\r\033[K")
+        stderr().write("\r\033[K")
+    n = verdict.n
     if verdict.ok:
         from ..exercises import record_done
         try:
-            record_done(cls.STAGE, args.file)
+            record_done(n, args.file)
         except Exception as exc:           # noqa: BLE001 -- a progress file we cannot write is not fatal
             warn(f"warning: progress not recorded: {' '.join(str(exc).split())}")
     if args.json:
-        emit_json(verdict.as_dict())
+        emit_json({**verdict.as_dict(), "log": str(args.log) if args.log else None})
         return 0 if verdict.ok else 1
-    real = stage(cls.STAGE)
-    out(f"verify {args.file}: stage {cls.STAGE:02d}, {real.TITLE} (upstream {real.UPSTREAM or '-'})")
+    real = stage(n)
+    out(f"verify {args.file}: stage {n:02d}, {real.TITLE} (upstream {real.UPSTREAM or '-'})")
     for c in verdict.checks:
         out(f"  [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.summary}")
         for line in c.details:
             out(textwrap.indent(line, "         "))
     out()
     if verdict.ok:
-        out(f"Your stage does what commit {cls.STAGE:02d} did. Marked done: {args.top} exercise --progress")
+        out(f"Your stage does what commit {n:02d} did. Marked done: {args.top} exercise --progress")
     else:
-        out(f"Your stage does not yet do what commit {cls.STAGE:02d} did. Hints: {args.top} exercise "
-            f"{cls.STAGE} --hint; your change: {args.top} diff {cls.STAGE} --stage-file {args.file}")
+        out(f"Your stage does not yet do what commit {n:02d} did. Hints: {args.top} exercise "
+            f"{n} --hint; your change: {args.top} diff {n} --stage-file {args.file}")
     return 0 if verdict.ok else 1
 
 

@@ -16,8 +16,8 @@ from .. import files
 from ..model import exception_text, load_register_safely, spans
 from ..trace import format_trace
 from .common import (
-    Failure, Parser, Formatter, UserError, add_command, emit_json, load_user_stage, op_count, out, plural,
-    positive, seed_value, short, stage_number, warn,
+    Failure, Parser, Formatter, UserError, add_command, add_timeout, contained_command, emit_json, load_user_stage,
+    op_count, out, plural, positive, seed_value, short, stage_number, stderr, warn,
 )
 
 
@@ -45,6 +45,7 @@ def add_replay(sub, prog: str) -> None:
     sp.add_argument("--stage-file", metavar="FILE",
                     help="a module whose class Stage stands in for the stage its STAGE names "
                          "(with --stage N: for stage N)")
+    add_timeout(sp, "a replay on --stage-file's module")
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp.add_argument("--summary", action="store_true",
                     help="count the results of each op and give the final state in short, instead of "
@@ -192,7 +193,10 @@ def refuse_long_walks(args, trace, stages: list[int]) -> None:
 
 
 def cmd_replay(args) -> int:
+    from ..contain import inside
     from ..progress import ReplayProgress
+    if args.stage_file and not inside():
+        return contained_command(args, "replay")
     call = read_call(args.trace)
     args.user_stage = load_user_stage(args.stage_file, args.stage) if args.stage_file else None
     if call is not None:
@@ -201,7 +205,7 @@ def cmd_replay(args) -> int:
     refuse_long_walks(args, trace, list(range(LAST + 1)) if args.all else [args.stage])
     if args.all:
         return replay_all(args, trace)
-    with ReplayProgress(trace.ops, [args.stage]) as progress:
+    with ReplayProgress(trace.ops, [args.stage], stderr()) as progress:
         progress.at_stage(args.stage)
         result = run_stage(args.stage, trace, args.user_stage, progress.at_op)
     if args.summary:
@@ -313,7 +317,7 @@ def replay_all(args, trace) -> int:
     changes: list[dict[str, Any]] = []
     behaviours: list[dict[str, Any]] = []
     previous = None
-    with ReplayProgress(trace.ops, stages) as progress:
+    with ReplayProgress(trace.ops, stages, stderr()) as progress:
         for n in stages:
             progress.at_stage(n)
             try:
