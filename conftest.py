@@ -7,18 +7,29 @@
   (``DIRTY_LADDER_PROFILE=deep python -m pytest``).
 
 DIRTY_LADDER_EXAMPLES overrides the number of examples per rung and level.
+A bad value of either stops pytest before it collects anything, in one line
+(``dirty-ladder check`` reads them the same way: dirty_ladder.rungs.environment_profile).
 """
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from dirty_ladder.rungs import PROFILES, environment_profile
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
                database=None, print_blob=True)
-settings.register_profile("ci", max_examples=1000, derandomize=True, **_common)
-settings.register_profile("deep", max_examples=5000, **_common)
-settings.load_profile(os.environ.get("DIRTY_LADDER_PROFILE", "ci"))
-if os.environ.get("DIRTY_LADDER_EXAMPLES"):
-    settings.register_profile("override", parent=settings.get_profile(settings._current_profile),
-                              max_examples=int(os.environ["DIRTY_LADDER_EXAMPLES"]))
-    settings.load_profile("override")
+settings.register_profile("ci", max_examples=PROFILES["ci"], derandomize=True, **_common)
+settings.register_profile("deep", max_examples=PROFILES["deep"], **_common)
+
+
+def pytest_configure(config):
+    try:
+        profile, examples = environment_profile(os.environ)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    settings.load_profile(profile)
+    if examples is not None:
+        settings.register_profile("override", parent=settings.get_profile(profile), max_examples=examples)
+        settings.load_profile("override")

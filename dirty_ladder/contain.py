@@ -315,7 +315,7 @@ def run(fn: Callable, *args: Any, file: str, timeout: float = DEFAULT_TIMEOUT, l
             left = deadline - time.monotonic()
             if left <= 0:
                 status = _kill(pid)
-                raise Ended(f"{file}: stopped after {timeout:g} s (--timeout {timeout:g}): the {what} did not "
+                raise Ended(f"{file}: stopped after {timeout:g} s (--timeout {timeout:g}): {what} did not "
                             f"finish in time (an endless loop?); raise the limit with --timeout SECONDS")
             try:
                 ready = reader.poll(min(left, 0.25))
@@ -357,14 +357,14 @@ def run(fn: Callable, *args: Any, file: str, timeout: float = DEFAULT_TIMEOUT, l
                                                 signal.SIGABRT) else ""))
         else:
             how = f"ended with exit status {code} (os._exit?)"
-        raise Ended(f"{file}: the process running your module {how} before the {what} finished")
+        raise Ended(f"{file}: the process running your module {how} before {what} finished")
     kind, payload = outcome
     if kind == "result":
         return payload
     if kind == "raise":
         raise payload
     if kind == "exit":
-        raise Ended(f"{file}: your module raised SystemExit({payload!r}) before the {what} finished")
+        raise Ended(f"{file}: your module raised SystemExit({payload!r}) before {what} finished")
     raise Ended(f"{file}: {payload}")
 
 

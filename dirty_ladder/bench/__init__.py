@@ -300,7 +300,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dirty_ladder.bench", description=__doc__.split("\n\n")[0])
+    from ..cli.common import Parser, parse_one_line
+    parser = Parser(prog="python -m dirty_ladder.bench", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return run(parse_one_line(parser, argv))
 

@@ -38,6 +38,17 @@ class Formatter(argparse.RawDescriptionHelpFormatter):
     pass
 
 
+def parse_one_line(parser: Parser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args`` for the package's other commands (``python -m
+    dirty_ladder.bench``, ``python -m dirty_ladder.invariants``): a bad
+    argument is one line on stderr and exit status 2, as for dirty-ladder."""
+    try:
+        return parser.parse_args(argv)
+    except UserError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def _int(text: str, what: str) -> int:
     try:
         return int(text, 10)
