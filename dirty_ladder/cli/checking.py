@@ -15,8 +15,8 @@ from stages import LAST, stage
 from ..files import FileRefused
 
 from .common import (
-    Failure, UserError, add_command, add_timeout, contained, emit_json, load_user_stage, out, positive,
-    rung_number, seed_value, stderr, warn,
+    Failure, StatusLine, UserError, add_command, add_timeout, contained, emit_json, load_user_stage, out, positive,
+    rung_number, seed_value, table, warn,
 )
 
 
@@ -118,13 +118,13 @@ def cmd_check(args) -> int:
     how = check.How(examples=examples, seed=args.seed, scope=args.scope or "ci" if scope else None, levels=levels)
     rungs = list(range(1, LAST + 1)) if args.all else [args.rung]
     jobs = args.jobs if args.jobs is not None else (check.default_jobs() if len(rungs) > 1 else 1)
-    tty = stderr().isatty()
-    last_draw = [0.0]
     if scope is not None:
         warn(scope.summary())
+    line = StatusLine(every=10)
+    last_draw = [0.0]
 
     def progress(rung: int, info: dict) -> None:
-        if time.monotonic() - last_draw[0] < (0.2 if tty else 10):
+        if line.tty and time.monotonic() - last_draw[0] < 0.1:
             return
         last_draw[0] = time.monotonic()
         if "examples" in info:
@@ -133,21 +133,15 @@ def cmd_check(args) -> int:
             rate = info["states"] / info["seconds"] if info.get("seconds") else 0
             text = (f"rung {rung:02d}: {info['level']} depth {info.get('depth', '-')}, {info['states']} states, "
                     f"{rate:,.0f} states/s")
-        if tty:
-            stderr().write(f"\r{text}   \033[K")
-            stderr().flush()
-        else:
-            warn(text)
+        line.update(text)
 
     position = [0]
 
     def done(result, seconds: float) -> None:
         position[0] += 1
-        if tty:
-            stderr().write("\r\033[K")
         runs = "; ".join(f"{r.level}: {r.states} states, {r.verdict}" for r in result.runs) or result.how
-        warn(f"[{position[0]}/{len(rungs)}] rung {result.rung:02d} ({result.rung - 1:02d} -> {result.rung:02d}): "
-             f"{result.status} ({runs}; {seconds:.1f} s)")
+        line.print(f"[{position[0]}/{len(rungs)}] rung {result.rung:02d} ({result.rung - 1:02d} -> "
+                   f"{result.rung:02d}): {result.status} ({runs}; {seconds:.1f} s)")
 
     def from_child(event: tuple) -> None:
         (progress if event[0] == "progress" else done)(*event[1:])
@@ -162,10 +156,10 @@ def cmd_check(args) -> int:
             results = check.run(rungs, how, jobs, progress if jobs <= 1 else None, done)
     except check.Interrupted as stop:       # Ctrl-C: the rungs finished so far, then exit 130
         results, interrupted = stop.results, True
-        if tty:
-            stderr().write("\r\033[K")
     except (tomllib.TOMLDecodeError, OSError) as exc:
         raise Failure(f"cannot read the divergence register: {' '.join(str(exc).split())}") from None
+    finally:
+        line.stop()
     if args.stage_file:
         rungs = [r.rung for r in results]
     rows: list[dict] = []
@@ -194,13 +188,11 @@ def cmd_check(args) -> int:
         return status
     if not rows:
         return status
-    sw = max(len("status"), *(len(r["status"]) for r in rows))
-    checked = [check.checked_text(r) for r in rows]
-    cw = max(len("checked"), *(len(c) for c in checked))
-    out(f"{'rung':>4}  {'status':<{sw}}  {'checked':<{cw}}  register entries")
-    for r, text in zip(rows, checked):
-        ids = [e["id"] + (" (not reached)" if e["not_reached"] else "") for e in r["entries"]]
-        out(f"{r['rung']:>4}  {r['status']:<{sw}}  {text:<{cw}}  {', '.join(ids) or '-'}")
+    cells = [[str(r["rung"]), r["status"], check.checked_text(r),
+              ", ".join(e["id"] + (" (not reached)" if e["not_reached"] else "") for e in r["entries"]) or "-"]
+             for r in rows]
+    table(["rung", "status", "checked", "register entries"], cells,
+          [None if r["ok"] else "bold red" for r in rows])
     for result, r in zip(results, rows):
         if result.ok:
             continue
@@ -253,28 +245,26 @@ def cmd_verify(args) -> int:
         load_scope(args.scope)
     except ScopeError as exc:
         raise UserError(f"verify: {exc}") from None
-    tty = stderr().isatty()
+    line = StatusLine(every=float("inf"))   # elsewhere than a terminal: no progress, as before
     loaded = [0]
 
     def progress(info: dict) -> None:
         if "loaded" in info:
             loaded[0] = info["loaded"]
-        elif tty:
-            stderr().write(f"\rrung {loaded[0]:02d}: {info['level']}, {info['states']} states   \033[K")
-            stderr().flush()
+        elif line.tty:
+            line.update(f"rung {loaded[0]:02d}: {info['level']}, {info['states']} states")
 
     try:
         verdict = contained(args, _verify_in_child, args.file, args.scope, file=args.file, what="verify",
                             on_event=progress)
     except Failure as exc:                  # the module ended the run: a failed verify, said how
-        if tty:
-            stderr().write("\r\033[K")
+        line.stop()
         if args.json:
             emit_json({"file": args.file, "ok": False, "error": str(exc),
                        "log": str(args.log) if args.log else None})
         raise
-    if tty:
-        stderr().write("\r\033[K")
+    finally:
+        line.stop()
     n = verdict.n
     if verdict.ok:
         from ..exercises import record_done

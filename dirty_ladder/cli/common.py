@@ -151,6 +151,66 @@ def short(value: Any, width: int = 100) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
+class StatusLine:
+    """A progress line on stderr.  On a terminal, rich draws it in place
+    (a spinner and the text) and the lines :meth:`print` gives appear above
+    it; elsewhere (a pipe, a log) the text is written as a plain line at most
+    every ``every`` seconds and the lines as they are.  :meth:`stop` (also
+    on Ctrl-C) takes the line away."""
+
+    def __init__(self, every: float = 10.0):
+        self.tty = bool(getattr(stderr(), "isatty", lambda: False)())
+        self.every, self.last = every, 0.0
+        self.status = None
+        if self.tty:
+            from rich.console import Console
+            self.console = Console(file=stderr(), highlight=False, markup=False)
+
+    def update(self, text: str) -> None:
+        import time
+        if self.tty:
+            if self.status is None:
+                self.status = self.console.status(text, spinner="dots")
+                self.status.start()
+            else:
+                self.status.update(text)
+        elif time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            warn(text)
+
+    def print(self, line: str) -> None:
+        if self.tty:
+            self.console.print(line, soft_wrap=True)
+        else:
+            warn(line)
+
+    def stop(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
+
+def table(header: list[str], rows: list[list[str]], styles: list[str | None] | None = None) -> None:
+    """Rows under a header on stdout: drawn by rich on a terminal (``styles``:
+    one per row), plain columns two spaces apart elsewhere, the first column
+    right-aligned, as the commands have always printed them."""
+    if getattr(stdout(), "isatty", lambda: False)():
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+        t = Table(box=box.SIMPLE_HEAD, show_edge=False, highlight=False)
+        for k, name in enumerate(header):
+            t.add_column(name, justify="right" if k == 0 else "left", overflow="fold")
+        for row, style in zip(rows, styles or [None] * len(rows)):
+            t.add_row(*row, style=style)
+        Console(file=stdout(), highlight=False).print(t)
+        return
+    widths = [max(len(r[k]) for r in [header, *rows]) for k in range(len(header))]
+    for r in [header, *rows]:
+        cells = [r[0].rjust(widths[0])] + [c.ljust(w) for c, w in zip(r[1:-1], widths[1:-1])] + [r[-1]]
+        out("  ".join(cells))
+
+
 # ------------------------------------------------------------------ what several commands read
 def load_user_stage(path: str, n: int | None) -> type:
     """A user's module standing in for stage ``n`` (--stage-file): loaded in
