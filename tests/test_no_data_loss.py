@@ -294,8 +294,11 @@ def test_reproducers_never_take_a_name_that_is_taken(capsys, tmp_path, monkeypat
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
-    rc, out, err = run(capsys, "check", "27", "--exhaustive", "--level", "machine", "--stage-file", str(e27),
-                       "--out-dir", str(out_dir), "--json")
+    scope = tmp_path / "tiny.toml"          # one page, traces of one op: rung 27's Xen call shows in a second
+    scope.write_text((ROOT / "dirty_ladder" / "scopes" / "one-page.toml").read_text().replace("depth = 50",
+                                                                                             "depth = 1"))
+    rc, out, err = run(capsys, "check", "27", "--exhaustive", "--scope", str(scope), "--level", "machine",
+                       "--stage-file", str(e27), "--out-dir", str(out_dir), "--json")
     assert rc == 1, err
     (row,) = json.loads(out)["rungs"]
     files = [Path(f) for f in row["files"]]
@@ -303,8 +306,8 @@ def test_reproducers_never_take_a_name_that_is_taken(capsys, tmp_path, monkeypat
     assert taken.read_text() == "my own file" and taken not in files
     assert list(cwd.iterdir()) == []
     # the same check again writes new files beside the first ones
-    rc, out, _ = run(capsys, "check", "27", "--exhaustive", "--level", "machine", "--stage-file", str(e27),
-                     "--out-dir", str(out_dir), "--json")
+    rc, out, _ = run(capsys, "check", "27", "--exhaustive", "--scope", str(scope), "--level", "machine",
+                     "--stage-file", str(e27), "--out-dir", str(out_dir), "--json")
     again = [Path(f) for f in json.loads(out)["rungs"][0]["files"]]
     assert len(again) == len(files) and not set(again) & set(files)
     assert all(json.loads(f.read_text())["format"] == "dirty-trace/1" for f in files + again)

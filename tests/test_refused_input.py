@@ -58,13 +58,33 @@ def test_bench_module_refuses_in_one_line():
 
 
 # ------------------------------------------------------------------ the environment under pytest
+@pytest.mark.parametrize("environ, profile, examples", [
+    ({}, "ci", None), ({"DIRTY_LADDER_PROFILE": ""}, "ci", None), ({"DIRTY_LADDER_PROFILE": "deep"}, "deep", None),
+    ({"DIRTY_LADDER_EXAMPLES": "7"}, "ci", 7), ({"DIRTY_LADDER_EXAMPLES": ""}, "ci", None),
+])
+def test_the_environment_as_read(environ, profile, examples):
+    from dirty_ladder.rungs import environment_profile
+    assert environment_profile(environ) == (profile, examples)
+
+
+@pytest.mark.parametrize("environ", [
+    {"DIRTY_LADDER_PROFILE": "quick"}, {"DIRTY_LADDER_PROFILE": "Deep"}, {"DIRTY_LADDER_PROFILE": " ci"},
+    {"DIRTY_LADDER_EXAMPLES": "many"}, {"DIRTY_LADDER_EXAMPLES": "0"}, {"DIRTY_LADDER_EXAMPLES": "-5"},
+    {"DIRTY_LADDER_EXAMPLES": "1.5"}, {"DIRTY_LADDER_EXAMPLES": "1e3"},
+])
+def test_a_bad_environment_is_a_one_line_value_error(environ):
+    from dirty_ladder.rungs import environment_profile
+    with pytest.raises(ValueError) as info:
+        environment_profile(environ)
+    (variable, value), = environ.items()
+    assert str(info.value).startswith(f"{variable}={value!r}: ") and "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize("variable, value", [
     ("DIRTY_LADDER_PROFILE", "quick"),
-    ("DIRTY_LADDER_PROFILE", "Deep"),
     ("DIRTY_LADDER_EXAMPLES", "many"),
     ("DIRTY_LADDER_EXAMPLES", "0"),
-    ("DIRTY_LADDER_EXAMPLES", "-5"),
-], ids=["profile-unknown", "profile-capital", "examples-word", "examples-0", "examples-negative"])
+], ids=["profile-unknown", "examples-word", "examples-0"])
 def test_a_bad_environment_is_one_line_under_pytest(variable, value):
     proc = python_m("pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests/test_generate.py",
                     **{variable: value})

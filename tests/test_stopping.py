@@ -133,12 +133,12 @@ def table_rungs(stdout: str) -> list[int]:
 ], ids=["exhaustive-jobs-2", "random-jobs-2", "random-jobs-1"])
 def test_ctrl_c_stops_check_at_once_and_prints_the_rungs_finished(tmp_path, argv):
     run = Running(tmp_path, "check", "--all", *argv)
-    run.wait_for(r"^\[\d+/39\] rung \d\d ", count=2)
+    run.wait_for(r"^\[\d+/39\] rung \d\d ", count=1)
     seconds = run.interrupt()
     assert run.proc.returncode == 130, run.stderr[-2000:]
     assert seconds < STOP_WITHIN, f"{seconds:.2f} s from SIGINT to exit"
     done = finished_rungs(run.stderr)
-    assert len(done) >= 2 and table_rungs(run.out) == done, (run.out, run.stderr)
+    assert 1 <= len(done) < 39 and table_rungs(run.out) == done, (run.out, run.stderr)
     assert re.search(rf"^interrupted: {len(done)} of 39 rungs checked", run.stderr, re.MULTILINE), run.stderr
     assert "Traceback" not in run.stderr
     assert run.group_is_gone(), "a worker outlived the command"
@@ -146,7 +146,7 @@ def test_ctrl_c_stops_check_at_once_and_prints_the_rungs_finished(tmp_path, argv
 
 def test_ctrl_c_to_the_command_alone_stops_its_workers_too(tmp_path):
     """kill -INT PID reaches only the parent: it must stop the workers itself."""
-    run = Running(tmp_path, "check", "--all", "--exhaustive", "--jobs", "2", "--json")
+    run = Running(tmp_path, "check", "--all", "--examples", "30", "--jobs", "2", "--json")
     run.wait_for(r"^\[\d+/39\] rung \d\d ", count=1)
     seconds = run.interrupt(whole_group=False)
     assert run.proc.returncode == 130 and seconds < STOP_WITHIN, (seconds, run.stderr[-2000:])
@@ -170,6 +170,15 @@ def stage_file(tmp_path: Path, n: int, body: str = "", top: str = "", name: str 
     return path
 
 
+def tiny_scope(tmp_path: Path) -> Path:
+    """One block of one page, traces of one op: enough for rung 27's Xen call, in a second."""
+    scope = (ROOT / "dirty_ladder" / "scopes" / "one-page.toml").read_text()
+    path = tmp_path / "tiny.toml"
+    path.write_text(scope.replace('name = "one-page"', 'name = "tiny"').replace("depth = 50", "depth = 1")
+                    .replace('accel = ["tcg", "kvm"]', 'accel = ["tcg"]'))
+    return path
+
+
 LOOP_IN_A_METHOD = ("    def cpu_physical_memory_set_dirty_range(self, start, length):\n"
                     "        while True:\n"
                     "            pass\n")
@@ -190,9 +199,9 @@ def test_verify_of_an_endless_loop_stops_at_its_time_limit(tmp_path, where):
     path = stage_file(tmp_path, 27, top="while True:\n    pass\n" if where == "import" else "",
                       body="" if where == "import" else LOOP_IN_A_METHOD)
     t0 = time.monotonic()
-    proc = dirty_ladder(tmp_path, "verify", str(path), "--timeout", "3", timeout=120)
+    proc = dirty_ladder(tmp_path, "verify", str(path), "--timeout", "2", timeout=120)
     seconds = time.monotonic() - t0
-    one_line_failure(proc, str(path), "3 s", "--timeout")
+    one_line_failure(proc, str(path), "2 s", "--timeout")
     assert seconds < 30, seconds
 
 
@@ -233,7 +242,7 @@ def log_named(stderr: str) -> Path:
 
 def test_verify_json_of_a_printing_stage_is_valid_json_and_the_prints_go_to_a_log(tmp_path):
     path = stage_file(tmp_path, 27, top=PRINTS[0], body=PRINTS[1])
-    proc = dirty_ladder(tmp_path, "verify", str(path), "--json", timeout=600)
+    proc = dirty_ladder(tmp_path, "verify", str(path), "--json", "--scope", str(tiny_scope(tmp_path)), timeout=600)
     assert proc.returncode == 1, proc.stderr          # stage 26's behaviour: not commit 27
     data = json.loads(proc.stdout)
     assert data["ok"] is False and "hello" not in proc.stdout
@@ -275,8 +284,8 @@ def test_stage_file_that_loops_stops_at_its_time_limit(tmp_path, argv):
                                                                     {"op": "dma_write", "addr": 0, "len": 8192}]}))
     argv = [str(trace) if a == "TRACE" else a for a in argv]
     t0 = time.monotonic()
-    proc = dirty_ladder(tmp_path, *argv, "--stage-file", str(path), "--timeout", "3", timeout=120)
-    one_line_failure(proc, "3 s", "--timeout")
+    proc = dirty_ladder(tmp_path, *argv, "--stage-file", str(path), "--timeout", "2", timeout=120)
+    one_line_failure(proc, "2 s", "--timeout")
     assert time.monotonic() - t0 < 30
 
 
