@@ -3,11 +3,12 @@
 - :func:`starter` -- the module ``dirty-ladder exercise N`` writes: a ``Stage``
   class that subclasses stage N-1 and holds stage N-1's code (inherited code
   inlined) for every name commit N changes, stubs for the names it adds, a
-  note for the names it removes, and the commit's title and description with
-  the code taken out of it;
-- :func:`hints` -- graded hints, read off the diff and the register: which
-  names change, what kind of step it is and what the new code calls, then
-  the behaviour to expect;
+  note for the names it removes, the commit's title and description with
+  its code said in words, and what done means for the commit (the aspects
+  ``verify`` checks, read off the ladder);
+- :func:`hints` -- graded hints: one to three a teacher wrote
+  (``dirty_ladder/hints.toml``), then "what changed", read off the diff and
+  the register;
 - :func:`load_stage_file` -- import a user's module and return its ``Stage``
   class for stage N (``--stage-file``, ``verify``), with one-line errors;
 - :func:`record_done`, :func:`record_started`, :func:`read_progress` -- the
@@ -23,6 +24,7 @@ import builtins
 import datetime
 import importlib.util
 import json
+import linecache
 import os
 import re
 import sys
@@ -33,7 +35,7 @@ from typing import Any
 from stages import LAST, MODULES, stage
 from stages.common import removed
 
-from . import files, model
+from . import files, model, structure
 
 PROGRESS_FORMAT = "dirty-ladder-progress/1"
 TOOLBOX = ("stages.bitmap", "stages.common")   # star-imported by every starter
@@ -49,18 +51,23 @@ class StageFileError(Exception):
 # ------------------------------------------------------------------ loading a user's module
 def load_stage_file(path: str | os.PathLike, n: int | None) -> type:
     """The ``Stage`` class of the module at ``path``, checked to stand in for
-    stage ``n`` (``None``: whichever stage its ``STAGE`` names).  Raises
-    :class:`StageFileError` with a one-line message when the file does not
-    import, has no ``Stage`` class, names another stage, or does not
-    subclass the stage before it."""
+    stage ``n`` (``None``: whichever stage its ``STAGE`` names).  The module
+    is loaded inside the ``stages`` package, so a copy of a stage module
+    with its relative imports (``from . import s26_find_next_bit as
+    parent``) loads as the ladder's own do, and so does one that imports
+    ``stages`` absolutely.  Raises :class:`StageFileError` with a one-line
+    message when the file does not import (saying how to write its imports
+    when that is why), has no ``Stage`` class, names another stage, or does
+    not subclass the stage before it."""
     p = Path(path)
     if not p.is_file():
         raise StageFileError(f"{path}: no such file")
-    name = model.USER_MODULE_PREFIX + re.sub(r"\W", "_", p.stem) + f"_{abs(hash(str(p.resolve()))):x}"
+    name = "stages." + model.USER_MODULE_PREFIX + re.sub(r"\W", "_", p.stem) + f"_{abs(hash(str(p.resolve()))):x}"
     spec = importlib.util.spec_from_file_location(name, p)
     if spec is None or spec.loader is None:
         raise StageFileError(f"{path}: not a Python module")
     module = importlib.util.module_from_spec(spec)
+    linecache.checkcache(str(p))                 # a file edited since it was last read (--watch)
     sys.modules[name] = module                   # inspect and the diff read it back by name
     try:
         spec.loader.exec_module(module)
@@ -75,6 +82,9 @@ def load_stage_file(path: str | os.PathLike, n: int | None) -> type:
             if Path(tb.tb_frame.f_code.co_filename) == p:
                 line = f":{tb.tb_lineno}"
             tb = tb.tb_next
+        how = _import_advice(exc)
+        if how:
+            raise StageFileError(f"{path}{line}: {how}") from None
         raise StageFileError(f"{path}{line}: does not import: {model.exception_text(exc)}") from None
     cls = vars(module).get("Stage")
     if not isinstance(cls, type):
@@ -92,7 +102,32 @@ def load_stage_file(path: str | os.PathLike, n: int | None) -> type:
     if got > 0 and not issubclass(cls, stage(got - 1)):
         raise StageFileError(f"{path}: Stage does not subclass stage {got - 1:02d}'s Stage "
                              f"(from stages import {MODULES[got - 1]} as parent)")
+    ahead = [k for k in range(got, LAST + 1) if issubclass(cls, stage(k))]
+    if ahead:
+        raise StageFileError(f"{path}: Stage subclasses the ladder's own stage {ahead[-1]:02d}, which already holds "
+                             f"commit {got:02d}'s change: subclass stage {got - 1:02d} "
+                             f"(from stages import {MODULES[got - 1]} as parent) and write the change yourself")
     return cls
+
+
+IMPORTS_HOW = ("write its imports as a stage module does (from . import s26_find_next_bit as parent; "
+               "from .bitmap import bitmap_set) or absolutely (from stages import s26_find_next_bit as parent; "
+               "from stages.bitmap import bitmap_set)")
+
+
+def _import_advice(exc: BaseException) -> str:
+    """How to write the imports, when ``exc`` is an import of the ladder's
+    modules written another way ('' otherwise)."""
+    if not isinstance(exc, ImportError):
+        return ""
+    missing = getattr(exc, "name", None) or ""
+    ours = set(MODULES) | {"bitmap", "common"}
+    if isinstance(exc, ModuleNotFoundError) and missing.split(".")[0] in ours:
+        return f"cannot import {missing}: {IMPORTS_HOW}"
+    text = str(exc)
+    if "relative import" in text or "from 'stages'" in text or "(unknown location)" in text:
+        return f"cannot import ({' '.join(text.split())}): {IMPORTS_HOW}"
+    return ""
 
 
 # ------------------------------------------------------------------ progress
@@ -283,15 +318,40 @@ def inspect_module(value: Any) -> bool:
 
 
 # ------------------------------------------------------------------ the commit's description, without its code
-_SIMPLE = re.compile(r"^[A-Za-z_][\w.]*(\[[A-Za-z_][\w.]*\])?(\(\))?$")
+_SIMPLE = re.compile(r"^([A-Za-z_][\w.*]*(\[[A-Za-z_][\w.]*\])?(\(\))?|-?(0x[0-9a-fA-F]+|\d+))$")
+_CALL = re.compile(r"^([A-Za-z_][\w.]*)\(.*\)$", re.DOTALL)
 
 
 def redact(text: str) -> str:
-    """The text with every code literal that is more than a name (``name``,
-    ``a.b``, ``name()``, ``name[N]``) replaced by ``...``: the description
-    says what to do, the code is the exercise."""
-    return re.sub(r"``(.+?)``", lambda m: m.group(0) if _SIMPLE.match(m.group(1).strip()) else "``...``",
-                  text, flags=re.DOTALL)
+    """The text with every code literal that is more than a name or a number
+    (``name``, ``a.b``, ``name()``, ``name[N]``, ``0xff``) said in words
+    instead: a call keeps its function's name and leaves its arguments out,
+    anything else is named as an expression left out.  The description
+    says what to do; the code is the exercise."""
+    def words(m: re.Match) -> str:
+        code = m.group(1).strip()
+        if _SIMPLE.match(code):
+            return m.group(0)
+        call = _CALL.match(code)
+        if call and "(" not in call.group(1):
+            return f"``{call.group(1)}`` (its arguments are left for you to work out)"
+        return "(an expression, left out for you to write)"
+    return re.sub(r"``(.+?)``", words, text, flags=re.DOTALL)
+
+
+def helper_imports(n: int) -> list[str]:
+    """Imports of the helpers the stage modules before ``n`` define at
+    module level (stage 18's ``bitmap_zero_extend``), so that a starter can
+    call them by name, as QEMU's code does."""
+    import importlib
+    import inspect
+    lines = []
+    for k in range(n):
+        module = importlib.import_module(f"stages.{MODULES[k]}")
+        for name, value in vars(module).items():
+            if (not name.startswith("_") and inspect.isfunction(value) and value.__module__ == module.__name__):
+                lines.append(f"from stages.{MODULES[k]} import {name}")
+    return lines
 
 
 # ------------------------------------------------------------------ the starter module
@@ -356,14 +416,24 @@ def starter(n: int) -> str:
         body.insert(0, f"    DECLARED_IN = {{**parent.Stage.DECLARED_IN}}  # TODO: where the C declares "
                        f"each name after commit {n:02d}")
     what = redact(doc.what) or "(see the title)"
+    from .verify import aspect_lines, text_only_lines
+    done = [textwrap.fill(line, 79, initial_indent="    ", subsequent_indent="        ")
+            for line in aspect_lines(n)]
+    if structure.text_only(n):
+        done += ["", textwrap.fill(text_only_lines(n)[0], 79)]
     header = [
         f'"""Exercise {n:02d}: {doc.title}',
         "",
         f"Upstream: {doc.upstream or '- (not merged as such)'}.  Kind of step: {doc.kind}.",
         "",
-        "What the commit does (the code in it is left out as ``...``: writing it is the exercise):",
+        "What the commit does (its code is left out: writing it is the exercise):",
         "",
         textwrap.indent(what, "    "),
+        "",
+        "What done means: `dirty-ladder verify FILE` checks each of these, and the exercise",
+        "is done when every one passes:",
+        "",
+        *done,
         "",
         textwrap.fill(f"The class below subclasses stage {n - 1:02d} and holds stage {n - 1:02d}'s code "
                       f"for every name commit {n:02d} touches ({', '.join(todo) or 'none'}), with inherited "
@@ -373,6 +443,9 @@ def starter(n: int) -> str:
         f"    dirty-ladder exercise {n} --hint        the first hint (--hint 2, --hint 3: more)",
         f"    dirty-ladder diff {n} --stage-file FILE    your change, as a diff from stage {n - 1:02d}",
         "    dirty-ladder verify FILE               run your stage through the ladder's checks",
+        "    dirty-ladder verify --watch FILE       ... again on every save",
+        f"    dirty-ladder tour {n}                     the commit itself: its diff is the solution,",
+        "                                           so try the exercise first",
         '"""',
         "",
         "from __future__ import annotations",
@@ -383,7 +456,8 @@ def starter(n: int) -> str:
         "from stages.bitmap import *  # noqa: F403 -- QEMU's bitmap.h: bitmap_set, find_next_bit, test_bit ...",
         "from stages.common import *  # noqa: F403 -- page constants, removed, the argument checks",
     ]
-    header += _import_lines(used - {"np", "parent"}, n)
+    header += helper_imports(n)
+    header += [line for line in _import_lines(used - {"np", "parent"}, n) if line not in header]
     cls_lines = [
         "",
         "",
@@ -413,71 +487,67 @@ def _init_of(cls: type) -> model.Function:
 
 
 # ------------------------------------------------------------------ hints
+def taught_hints(n: int) -> list[str]:
+    """The hand-written hints of exercise ``n`` (dirty_ladder/hints.toml)."""
+    import tomllib
+    from importlib import resources
+    text = resources.files(__package__).joinpath("hints.toml").read_text(encoding="utf-8")
+    for entry in tomllib.loads(text)["exercise"]:
+        if entry["n"] == n:
+            return [" ".join(h.split()) for h in entry["hints"]]
+    return []
+
+
 def hints(n: int) -> list[str]:
-    """Three hints, from least to most telling."""
+    """The hints of exercise ``n``, from least to most telling: the
+    teacher's (dirty_ladder/hints.toml), then one read off the ladder,
+    "what changed": the names the commit touches, its signatures, its
+    representation and its behaviour changes."""
     n = _exercise_number(n)
+    return [textwrap.fill(h, 96) for h in taught_hints(n)] + [what_changed(n)]
+
+
+def what_changed(n: int) -> str:
     d = model.compute_diff(n - 1, n)
     names = own_names(n)
     changed = [k for k, v in names.items() if not isinstance(v, removed) and model.resolve(stage(n - 1), k)[0]]
-    lines1 = [f"Commit {n:02d} touches {len(names) + ('DECLARED_IN' in vars(stage(n)))} name(s) of the class:"]
+    lines = [f"What changed (read off the ladder): commit {n:02d} touches "
+             f"{len(names) + ('DECLARED_IN' in vars(stage(n)))} name(s) of the class; kind of step: "
+             f"{stage(n).KIND}."]
     for k in changed:
-        lines1.append(f"  change {k}")
+        lines.append(f"  change {k}")
     for a in d["added"]:
-        lines1.append(f"  add {a['name']}{a['signature']}")
+        lines.append(f"  add {a['name']}{a['signature']}")
     for r in d["removed"]:
-        lines1.append(f"  remove {r['name']}")
+        lines.append(f"  remove {r['name']}")
     for r in d["renamed"]:
-        lines1.append(f"  rename {r['from']} -> {r['to']} ({r['reason']})")
+        lines.append(f"  rename {r['from']} -> {r['to']} ({r['reason']})")
     for k in d["constants"]["added"]:
-        lines1.append(f"  add the constant {k}")
+        lines.append(f"  add the constant {k}")
     for k in d["constants"]["removed"]:
-        lines1.append(f"  remove the constant {k}")
-    for x in d["declarations_moved"]:
-        lines1.append(f"  DECLARED_IN: {x['name']} moves from {x['from']} to {x['to']}")
-    if "DECLARED_IN" in vars(stage(n)) and not d["declarations_moved"]:
-        lines1.append("  DECLARED_IN: add the new names and drop the removed ones")
-
-    lines2 = [f"Kind of step: {stage(n).KIND}."]
+        lines.append(f"  remove the constant {k}")
+    for k, (a, b) in d["constants"]["changed"].items():
+        lines.append(f"  the constant {k} changes from {a}")
     for s in d["signature_changes"]:
-        lines2.append(f"  signature of {s['name']}: {s['from']} -> {s['to']}")
+        lines.append(f"  signature of {s['name']}: {s['from']} -> {s['to']}")
+    for x in d["declarations_moved"]:
+        lines.append(f"  DECLARED_IN: {x['name']} moves from {x['from']} to {x['to']}")
+    if "DECLARED_IN" in vars(stage(n)) and not d["declarations_moved"]:
+        lines.append("  DECLARED_IN: add the new names and drop the removed ones")
     rep = d["representation"]
     if rep["changed"]:
-        lines2.append(f"  the representation changes: {rep['from']['store']} -> {rep['to']['store']}")
-    for k, (a, b) in d["constants"]["changed"].items():
-        lines2.append(f"  the constant {k} changes from {a}")
-    old_calls, new_calls = set(), set()
-    for k in changed:
-        fa, fb = model.function_of(stage(n - 1), k), model.function_of(stage(n), k)
-        if fa is not None and fb is not None:
-            old_calls |= _code_names(fa.inlined_source) | _attr_calls(fa.inlined_source)
-            new_calls |= _code_names(fb.source) | _attr_calls(fb.source)
-    for a in d["added"] + [{"name": r["to"]} for r in d["renamed"]]:
-        fb = model.function_of(stage(n), a["name"])
-        if fb is not None:
-            new_calls |= _code_names(fb.source) | _attr_calls(fb.source)
-    fresh = sorted(x for x in new_calls - old_calls if not x.isupper() and x not in ("self", "np"))
-    if fresh:
-        lines2.append(f"  the new code calls what the old did not: {', '.join(fresh)}")
-    elif changed:
-        lines2.append("  the new code calls nothing the old code did not call")
-
+        lines.append(f"  the representation changes: {rep['from']['store']} -> {rep['to']['store']}")
     register = model.load_register_safely() or []
     entries = [e for e in register if e.rung == n]
     if entries:
-        lines3 = [f"Behaviour changes at rung {n:02d}: the register lists {len(entries)} entr"
-                  f"{'y' if len(entries) == 1 else 'ies'}; verify expects your stage to show "
-                  f"{'it' if len(entries) == 1 else 'them'} and nothing else:"]
+        lines.append(f"Behaviour changes at rung {n:02d}: the register lists {len(entries)} entr"
+                     f"{'y' if len(entries) == 1 else 'ies'}; verify expects your stage to show "
+                     f"{'it' if len(entries) == 1 else 'them'} and nothing else:")
         for e in entries:
-            lines3.append(f"  {e.id} ({e.status}): {e.what}")
+            lines.append(f"  {e.id} ({e.status}): {e.what}")
     else:
-        lines3 = [f"Behaviour is kept at rung {n:02d}: the register lists nothing, so your stage must "
-                  f"give the same results as stage {n - 1:02d} on every trace and call."]
+        lines.append(f"Behaviour is kept at rung {n:02d}: the register lists nothing, so your stage must "
+                     f"give the same results as stage {n - 1:02d} on every trace and call.")
     for b in model.breaks_from(n):
-        lines3.append(f"  invariant break that begins here: {b.id}: {b.what}")
-    return ["\n".join(lines1), "\n".join(lines2), "\n".join(lines3)]
-
-
-def _attr_calls(source: str) -> set[str]:
-    """Names called as ``self.NAME(...)`` or ``module.NAME(...)``."""
-    return {node.func.attr for node in ast.walk(ast.parse(source))
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+        lines.append(f"  invariant break that begins here: {b.id}: {b.what}")
+    return "\n".join(lines)

@@ -44,7 +44,7 @@ def exception_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-USER_MODULE_PREFIX = "dirty_ladder_user_"     # the module name a user's stage file is loaded under
+USER_MODULE_PREFIX = "dirty_ladder_user_"     # the module name a user's stage file is loaded under (in stages.)
 
 
 def module_path(module_name: str) -> str:
@@ -52,7 +52,7 @@ def module_path(module_name: str) -> str:
     or, for a user's stage file, the path it was given as."""
     module = sys.modules.get(module_name)
     file = getattr(module, "__file__", None)
-    if not module_name.startswith(USER_MODULE_PREFIX) or not file:
+    if not module_name.rpartition(".")[2].startswith(USER_MODULE_PREFIX) or not file:
         return module_name.replace(".", "/") + ".py"
     return file
 
@@ -731,6 +731,18 @@ def breaks_from(n: int, breaks: list | None = None) -> list:
     return [b for b in breaks if b.stages and b.stages[0] == n]
 
 
+# ------------------------------------------------------------------ what done means
+def done_means(n: int) -> list[dict[str, Any]]:
+    """What commit ``n`` changes besides behaviour, read off the ladder
+    (dirty_ladder/structure.py): behaviour, then each structural aspect
+    that applies (representation, api, calls, refusals, cost, declarations,
+    source), each ``{"name", "what", "details"}``.  What ``exercise N`` and
+    ``verify`` print, for the tour and the book too.  About half a second a
+    commit the first time (the cost shapes are counted), cached after."""
+    from .structure import aspects
+    return [a.as_dict() for a in aspects(n)]
+
+
 # ------------------------------------------------------------------ the bench's results
 def bench_path():
     import os
@@ -747,17 +759,43 @@ def load_bench() -> dict[str, Any] | None:
         return None
 
 
+def repeat_spread(samples: list[float]) -> float:
+    """How far one measurement's repeats lie apart: (max - min) / median."""
+    import statistics
+    middle = statistics.median(samples)
+    return (max(samples) - min(samples)) / middle if middle > 0 else 0.0
+
+
+def bench_noise(bench: dict[str, Any] | None) -> float:
+    """The bench's own noise: the median repeat spread of all its page-cost
+    measurements (every operation at every stage)."""
+    import statistics
+    spreads = [repeat_spread([x / m["pages"] for x in m["samples_ns"]])
+               for r in (bench or {}).get("stages", []) for m in r.get("measured", {}).values()
+               if m and m.get("samples_ns")]
+    return statistics.median(spreads) if spreads else 0.0
+
+
+NOISE_FACTOR = 2      # a change is shown when larger than twice the repeats' spread
+
+
 def cost_changes(n: int, bench: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The costs the bench saw change at rung ``n``: an operation whose
-    per-page timings at stage ``n`` all lie outside the range of its timings
-    at stage ``n - 1`` (min to max of the samples, so a change within the
-    noise of a busy machine is not reported)."""
+    """The costs the bench saw change at rung ``n``, as this Python model's
+    timings.  A change is shown only when it stands out of the bench's own
+    noise: every per-page timing at stage ``n`` lies outside the range of
+    those at stage ``n - 1`` (min to max of the repeats), and the two medians
+    differ by more than twice the larger of the two stages' repeat spreads
+    and of the bench's median spread (:func:`bench_noise`).  Where the seed
+    has a real figure for the same operation (the setup times of the v2
+    cover letter, for the series as a whole), it is attached to the rung
+    where the model's cost of that operation falls the most."""
     if not bench or n < 1:
         return []
     from .bench import OP_LABEL, OPS
     by = {r["stage"]: r for r in bench.get("stages", [])}
     if n not in by or n - 1 not in by:
         return []
+    floor = bench_noise(bench)
     out_ = []
     for op in OPS:
         ma, mb = by[n - 1]["measured"].get(op), by[n]["measured"].get(op)
@@ -765,10 +803,42 @@ def cost_changes(n: int, bench: dict[str, Any] | None) -> list[dict[str, Any]]:
             continue
         ra = [x / ma["pages"] for x in ma["samples_ns"]]
         rb = [x / mb["pages"] for x in mb["samples_ns"]]
-        if max(rb) < min(ra) or min(rb) > max(ra):
-            before, after = by[n - 1][f"{op}_ns_per_page"], by[n][f"{op}_ns_per_page"]
-            out_.append({"op": op, "label": OP_LABEL[op], "before_ns": before, "after_ns": after,
-                         "ratio": after / before})
+        if not (max(rb) < min(ra) or min(rb) > max(ra)):
+            continue
+        before, after = by[n - 1][f"{op}_ns_per_page"], by[n][f"{op}_ns_per_page"]
+        ratio = after / before
+        noise = max(repeat_spread(ra), repeat_spread(rb), floor)
+        if max(ratio, 1 / ratio) - 1 <= NOISE_FACTOR * noise:
+            continue
+        change = {"op": op, "label": OP_LABEL[op], "before_ns": before, "after_ns": after, "ratio": ratio,
+                  "noise": noise, "source": "this Python model (docs/bench.json)"}
+        if op == "setup" and n == _largest_fall(bench, op):
+            change["seed"] = seed_figures(bench)
+        out_.append(change)
+    return out_
+
+
+def _largest_fall(bench: dict[str, Any], op: str) -> int | None:
+    """The rung where the model's per-page cost of ``op`` falls by the largest factor."""
+    rows = sorted(bench.get("stages", []), key=lambda r: r["stage"])
+    best, where = 1.0, None
+    for a, b in zip(rows, rows[1:]):
+        x, y = a.get(f"{op}_ns_per_page"), b.get(f"{op}_ns_per_page")
+        if x and y and x / y > best and b["stage"] == a["stage"] + 1:
+            best, where = x / y, b["stage"]
+    return where
+
+
+def seed_figures(bench: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The real setup times of the v2 cover letter (the tester's TCP
+    migrations, before the series and with it), beside the model's setup of
+    a guest of the same size, as the bench recorded them."""
+    out_ = []
+    for row in (bench or {}).get("setup_model", []):
+        out_.append({"guest_gib": row["guest_gib"], "before_ms": row["seed_before_ms"],
+                     "after_ms": row["seed_after_ms"], "ratio": row["seed_before_ms"] / row["seed_after_ms"],
+                     "model_before_ms": row["stage00_ms"], "model_after_ms": row["stage39_ms"],
+                     "model_ratio": row["stage00_ms"] / row["stage39_ms"]})
     return out_
 
 
@@ -780,17 +850,31 @@ def _ns(x: float) -> str:
     return f"{x:.{decimals}f}".rstrip("0").rstrip(".")
 
 
-def cost_text(c: dict[str, Any]) -> str:
-    r = c["ratio"]
-    factor = 1 / r if r < 1 else r
+def factor_text(ratio: float) -> str:
+    """A ratio of costs as a person says it: 1.5x / 4% / 16,202x, cheaper or dearer."""
+    factor = 1 / ratio if ratio < 1 else ratio
     if factor >= 10:
         how = f"{factor:,.0f}x"
     elif factor >= 1.1:
         how = f"{factor:.1f}x"
     else:
         how = f"{(factor - 1) * 100:.0f}%"
-    how += " cheaper" if r < 1 else " dearer"
-    return f"{c['label']}: {_ns(c['before_ns'])} -> {_ns(c['after_ns'])} ns per page ({how})"
+    return how + (" cheaper" if ratio < 1 else " dearer")
+
+
+MODEL = "in this Python model"
+
+
+def cost_text(c: dict[str, Any]) -> str:
+    """A cost change of the model, said to be the model's."""
+    return f"{c['label']}: {_ns(c['before_ns'])} -> {_ns(c['after_ns'])} ns per page {MODEL} ({factor_text(c['ratio'])})"
+
+
+def seed_text(s: dict[str, Any]) -> str:
+    """A real figure of the v2 cover letter, said to be QEMU's."""
+    return (f"QEMU itself, migration setup of a {s['guest_gib']} GB guest without and with the series: "
+            f"{s['before_ms']:,} -> {s['after_ms']:,} ms ({s['ratio']:.0f}x; the tester's figures in the v2 cover "
+            f"letter); the model, stage 00 -> 39: {s['model_ratio']:,.0f}x")
 
 
 # ------------------------------------------------------------------ the tour
@@ -803,6 +887,7 @@ class Chapter:
     look_at: str
     stages: list[int]
     select: str = ""            # "" for a span; a register status ("bug") for a chapter drawn from it
+    result: str = ""            # what came of it in the real world, with its source
 
 
 def load_tour(register: list | None = None) -> list[Chapter]:
@@ -820,9 +905,15 @@ def load_tour(register: list | None = None) -> list[Chapter]:
         else:
             first, last = c["stages"]
             numbers = list(range(first, last + 1))
-        chapters.append(Chapter(i, c["id"], c["title"], " ".join(c["problem"].split()),
-                                " ".join(c["look_at"].split()), numbers, c.get("select", "")))
+        chapters.append(Chapter(i, c["id"], c["title"], paragraphs(c["problem"]), paragraphs(c["look_at"]),
+                                numbers, c.get("select", ""), paragraphs(c.get("result", ""))))
     return chapters
+
+
+def paragraphs(text: str) -> str:
+    """Prose as written in the TOML files: each paragraph on one line, a
+    blank line between paragraphs (Markdown reads it the same)."""
+    return "\n\n".join(" ".join(p.split()) for p in text.strip().split("\n\n") if p.strip())
 
 
 def find_chapter(chapters: list[Chapter], key: str) -> Chapter | None:
@@ -848,3 +939,23 @@ def tour_stage(n: int, register: list | None = None, bench: dict[str, Any] | Non
         "breaks": breaks_from(n, breaks),
         "costs": cost_changes(n, bench),
     }
+
+
+# ------------------------------------------------------------------ the glossary
+@dataclass
+class Term:
+    id: str
+    term: str
+    aliases: list[str]          # the spellings the book links to the term (whole words, case-sensitive)
+    stage: int                  # where it first matters
+    text: str                   # Markdown, two or three sentences
+
+
+def load_glossary() -> list[Term]:
+    """dirty_ladder/glossary.toml: the terms the tour and the book use, in
+    the order the file gives them."""
+    import tomllib
+    from importlib import resources
+    text = resources.files(__package__).joinpath("glossary.toml").read_text(encoding="utf-8")
+    return [Term(t["id"], t["term"], list(t.get("aliases", [])), int(t["stage"]), " ".join(t["text"].split()))
+            for t in tomllib.loads(text)["term"]]

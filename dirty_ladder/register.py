@@ -14,13 +14,18 @@ Each entry names:
   (:mod:`.explore`) that reaches every one of those places;
 - a shortest ``trace`` (machine and representation levels) or ``call`` (API
   level) that shows it, the explanation and a status (intended, fix, bug,
-  benign).
+  benign);
+- where the trace and call do not show every one of the signatures,
+  ``more_traces`` and ``more_calls``: one more reproducer for each place
+  they miss.  The random rung check replays all of an entry's reproducers
+  before its generated cases (:mod:`.rungs`), so no entry is found by chance,
+  and tests/test_register.py checks that together they show every signature.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 from .trace import decode
@@ -41,6 +46,18 @@ class Divergence:
     fixed_upstream: str = ""
     trace: dict | None = None       # a shortest trace (machine and repr levels)
     call: dict | None = None        # a shortest call (api level), see compare.api_case()
+    more_traces: list[dict] = field(default_factory=list)   # for the places trace and call miss
+    more_calls: list[dict] = field(default_factory=list)
+
+    @property
+    def traces(self) -> list[dict]:
+        """Every trace of the entry: its shortest one first, then the others."""
+        return ([] if self.trace is None else [self.trace]) + self.more_traces
+
+    @property
+    def calls(self) -> list[dict]:
+        """Every call of the entry: its shortest one first, then the others."""
+        return ([] if self.call is None else [self.call]) + self.more_calls
 
     @property
     def levels(self) -> set[str]:
@@ -78,7 +95,9 @@ def load_register() -> list[Divergence]:
             scope=entry.get("scope", "ci"),
             fixed_upstream=entry.get("fixed_upstream", ""),
             trace=decode(entry["trace"]) if "trace" in entry else None,
-            call=decode(entry["call"]) if "call" in entry else None))
+            call=decode(entry["call"]) if "call" in entry else None,
+            more_traces=[decode(t) for t in entry.get("more_traces", [])],
+            more_calls=[decode(c) for c in entry.get("more_calls", [])]))
     return out
 
 

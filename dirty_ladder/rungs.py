@@ -8,6 +8,14 @@ with the overrides of the rung's register entries) and stage N is new, and
 each entry's override alone must differ from stage N-1 only where the entry
 says.  It also asks that every entry be found, at each level it names.
 
+Before the generated cases it replays the rung's register entries' own
+reproducers (each entry's traces and calls, :class:`Collector.add_register`),
+so an entry is found whatever the seed and however few the examples; the
+generated cases are there for what the register does not know.  The cases
+are a function of the rung, the seed and their index only (a seeded
+:class:`~dirty_ladder.generate.RandomChooser`), the same from the command line
+and in the test suite, whatever else a process has imported or run.
+
 Every difference is shrunk before it is reported (:func:`minimize`): ops are
 dropped (ddmin), values move towards boundaries (sizes to whole pages,
 addresses to page starts, lengths to 0, 1 or a page), the config goes back to
@@ -22,9 +30,9 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from .compare import (
-    LEVELS, ApiCase, RungResult, api_functions, compare_case, follow, judge, rung_classes,
+    LEVELS, ApiCase, RungResult, api_case, api_functions, compare_case, follow, judge, rung_classes,
 )
-from .register import Divergence, load_register
+from .register import Divergence, entries_of, load_register
 from .trace import CLIENTS, DEFAULT_CONFIG, TARGET_PAGE_SIZE, Config, Trace, TraceError, validate
 
 PROFILES = {"ci": 1000, "deep": 5000}     # examples per rung and level
@@ -145,15 +153,19 @@ class Collector:
         self.functions = sorted({name for i, j in self.pairs
                                  for name in api_functions(self.classes[i], self.classes[j])})
         self.found: dict = {}
-        self.traces = self.cases = 0
+        self.traces = self.cases = 0                    # generated ones
+        self.register_traces = self.register_calls = 0  # the entries' own reproducers
 
     @property
     def trace_levels(self) -> tuple[str, ...]:
         return tuple(level for level in self.levels if level in ("machine", "repr"))
 
     def add_trace(self, trace: Trace) -> None:
-        """Follow a trace; shrink each difference the first time it is seen."""
+        """Follow a generated trace; shrink each difference the first time it is seen."""
         self.traces += 1
+        self._follow(trace)
+
+    def _follow(self, trace: Trace) -> None:
         seen = follow(self.classes, self.pairs, trace, self.trace_levels)
         for k, d in seen.items():
             if k not in self.found:
@@ -169,8 +181,24 @@ class Collector:
                 self.found[k].configs |= d.configs
 
     def add_case(self, case: ApiCase) -> None:
+        """Compare a generated call."""
         self.cases += 1
         compare_case(self.classes, self.pairs, case, self.found)
+
+    def add_register(self) -> None:
+        """Replay every reproducer of the rung's register entries (their
+        traces at the trace levels, their calls at the API level), before
+        any generated case: what they show is found whatever the seed."""
+        for entry in entries_of(self.rung, self.register):
+            if self.trace_levels:
+                for trace in entry.traces:
+                    self._follow(validate(trace))
+                    self.register_traces += 1
+            if "api" in self.levels:
+                for call in entry.calls:
+                    if call["function"] in self.functions:
+                        compare_case(self.classes, self.pairs, api_case(call), self.found)
+                        self.register_calls += 1
 
     def result(self, require_found: bool | Callable[[Divergence], bool] = True) -> RungResult:
         """Judge what was found; ``require_found`` (for every entry, or a
@@ -178,6 +206,10 @@ class Collector:
         it is only reported as not reached."""
         how = " and ".join(f"{n} random {what}" for n, what in ((self.traces, "traces"), (self.cases, "API calls"))
                            if n) or "no examples"
+        mine = " and ".join(f"{n} {what}{'s' if n > 1 else ''}" for n, what in (
+            (self.register_traces, "trace"), (self.register_calls, "call")) if n)
+        if mine:
+            how += f", after the register's {mine}"
         required = require_found if callable(require_found) else lambda entry: require_found
         return judge(self.rung, self.found, self.levels, self.register, required, how)
 
@@ -185,12 +217,15 @@ class Collector:
 def check_rung(rung: int, examples: int, seed: int = 0, levels: Iterable[str] = LEVELS,
                progress: Callable[[str, int], None] | None = None,
                register: list[Divergence] | None = None, stand_in: type | None = None,
-               require_found: bool = True) -> RungResult:
-    """Run ``examples`` random traces (machine and repr levels) and
-    ``examples`` random API cases on one rung (``stand_in``: a user's class
-    in place of stage N), and judge what was found."""
+               require_found: bool | Callable[[Divergence], bool] = True) -> RungResult:
+    """Replay the rung's register entries' reproducers, then run
+    ``examples`` random traces (machine and repr levels) and ``examples``
+    random API cases on one rung (``stand_in``: a user's class in place of
+    stage N), and judge what was found.  Case ``i`` is built from the seed
+    ``seed * 1_000_003 + i`` alone."""
     from .generate import RandomChooser, build_trace
     collector = Collector(rung, levels, register, stand_in)
+    collector.add_register()
     for level in ("machine", "api"):
         if level == "machine" and not collector.trace_levels or level == "api" and (
                 "api" not in collector.levels or not collector.functions):
@@ -248,7 +283,6 @@ def explain_change(rung: int, trace: Trace, register: list[Divergence] | None = 
 
     from .bridges import bridge, entry_stage
     from .machine import first_difference, replay
-    from .register import entries_of
     register = load_register() if register is None else register
     if first_difference(replay(bridge(rung, register), trace), replay(stage(rung), trace)) is not None:
         return None

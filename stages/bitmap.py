@@ -75,6 +75,7 @@ def clear_bit(nr: int, addr: np.ndarray) -> None:
 
 
 def test_and_set_bit(nr: int, addr: np.ndarray) -> bool:
+    _check_bit(addr, nr, "test_and_set_bit")
     old = test_bit(nr, addr)
     set_bit(nr, addr)
     return old
@@ -86,7 +87,11 @@ def ctpopl(word: int) -> int:
 
 
 def ctzl(word: int) -> int:
-    """Count trailing zeros of a non-zero word (``ffsl(word) - 1``)."""
+    """Count trailing zeros of a word (``ffsl(word) - 1``); 64 for a zero
+    word, as QEMU's ctz64 (host-utils.h) answers."""
+    word = int(word)
+    if word == 0:
+        return BITS_PER_LONG
     return (word & -word).bit_length() - 1
 
 

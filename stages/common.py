@@ -115,9 +115,18 @@ def check_range(npages: int, start: int, length: int, what: str,
     if start + length > RAM_ADDR_MAX + 1:
         raise ValueError(f"{what}: {start_name} {start:#x} + {length_name} {length:#x} "
                          f"overflows a 64-bit ram_addr_t")
+    _check_walk(npages, start, length, what, (start_name, start), (length_name, length))
+
+
+def _check_walk(npages: int, start: int, length: int, what: str,
+                start_arg: tuple[str, int], length_arg: tuple[str, int]) -> None:
+    """The page walk of ``[start, start + length)`` must stay inside the
+    ``npages`` pages; else the argument that takes it out is named with the
+    value the caller passed: ``start_arg`` when the walk starts past the end,
+    ``length_arg`` otherwise."""
     first, end = start >> TARGET_PAGE_BITS, TARGET_PAGE_ALIGN(start + length) >> TARGET_PAGE_BITS
     if first < end and end > npages:
-        name, value = (start_name, start) if first >= npages else (length_name, length)
+        name, value = start_arg if first >= npages else length_arg
         raise IndexError(f"{what}: {name} {value:#x} takes the range [{start:#x}, {start + length:#x}) "
                          f"past the end of the dirty memory ({npages} pages)")
 
@@ -134,7 +143,7 @@ def check_end(npages: int, start: int, end: int, what: str,
     check_unsigned(end, what, "end")
     if end < start:
         raise ValueError(f"{what}: end {end:#x} is before start {start:#x}")
-    check_range(npages, start, end - start, what, "start", "end")
+    _check_walk(npages, start, end - start, what, ("start", start), ("end", end))
 
 
 def check_region(npages: int, mr, addr: int, size: int, what: str,
@@ -147,9 +156,13 @@ def check_region(npages: int, mr, addr: int, size: int, what: str,
         check_client(client, what)
     check_unsigned(addr, what, addr_name)
     check_unsigned(size, what, size_name)
-    if mr.ram_addr + addr > RAM_ADDR_MAX:
+    start = mr.ram_addr + addr
+    if start > RAM_ADDR_MAX:
         raise ValueError(f"{what}: mr->ram_addr + {addr_name} {addr:#x} overflows a 64-bit ram_addr_t")
-    check_range(npages, mr.ram_addr + addr, size, what, addr_name, size_name)
+    if start + size > RAM_ADDR_MAX + 1:
+        raise ValueError(f"{what}: mr->ram_addr + {addr_name} {addr:#x} + {size_name} {size:#x} "
+                         f"overflows a 64-bit ram_addr_t")
+    _check_walk(npages, start, size, what, (addr_name, addr), (size_name, size))
 
 
 def check_section(npages: int, section, what: str, bitmap=None, pages: int = 0) -> None:
@@ -166,7 +179,11 @@ def check_lebitmap(npages: int, bitmap, start: int, pages: int, hpratio: int, wh
     host pages of ``hpratio`` target pages from ``start``, read from the
     ``BITS_TO_LONGS(pages)`` first words of ``bitmap``."""
     check_unsigned(pages, what, "pages")
-    check_range(npages, start, pages * hpratio * TARGET_PAGE_SIZE, what, "start", "pages")
+    check_unsigned(start, what, "start")
+    length = pages * hpratio * TARGET_PAGE_SIZE
+    if start + length > RAM_ADDR_MAX + 1:
+        raise ValueError(f"{what}: start {start:#x} + pages {pages:#x} host pages overflows a 64-bit ram_addr_t")
+    _check_walk(npages, start, length, what, ("start", start), ("pages", pages))
     words = (pages + 63) // 64
     if len(bitmap) < words:
         raise IndexError(f"{what}: bitmap has {len(bitmap)} words, {pages} pages need {words}")

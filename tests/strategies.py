@@ -5,7 +5,6 @@ failures shrink)."""
 from hypothesis import strategies as st
 
 from dirty_ladder.generate import RandomChooser, build_trace
-from dirty_ladder.rungs import build_api_case
 
 
 class HypothesisChooser:
@@ -30,16 +29,12 @@ def shrinkable_traces(draw, max_ops=40):
 
 @st.composite
 def traces(draw, max_ops=40):
-    """A trace from a drawn seed: the builder's own, even spread of choices.
-    The rung tests shrink what they find themselves (dirty_ladder.rungs.minimize),
-    so Hypothesis's shrinking is not needed there."""
+    """A trace from a drawn seed: the builder's own, even spread of choices,
+    for properties that must hold on every trace.  (A check that must find
+    something, like the random rung check, takes its seeds from the profile
+    instead: see conftest.py.)"""
     chooser = RandomChooser(draw(st.integers(0, 2**63 - 1)))
     return build_trace(chooser, chooser.integer(3, max_ops))
-
-
-@st.composite
-def api_cases(draw, functions):
-    return build_api_case(RandomChooser(draw(st.integers(0, 2**63 - 1))), functions)
 
 
 class _Drawer:

@@ -451,5 +451,6 @@ def test_every_write_of_the_package_goes_through_the_one_helper():
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if pattern.search(line):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
-    allowed = {"dirty_ladder/book.py", "dirty_ladder/bench/report.py"}     # write into the helper's temporary place
+    # these draw or write into the temporary place the helper gives them (the book's directory, the plot's file)
+    allowed = {"dirty_ladder/book.py", "dirty_ladder/pictures.py", "dirty_ladder/bench/report.py"}
     assert [o for o in offenders if o.split(":")[0] not in allowed] == []

@@ -84,7 +84,8 @@ def test_a_bad_environment_is_a_one_line_value_error(environ):
     ("DIRTY_LADDER_PROFILE", "quick"),
     ("DIRTY_LADDER_EXAMPLES", "many"),
     ("DIRTY_LADDER_EXAMPLES", "0"),
-], ids=["profile-unknown", "examples-word", "examples-0"])
+    ("DIRTY_LADDER_SEED", "x"),
+], ids=["profile-unknown", "examples-word", "examples-0", "seed-word"])
 def test_a_bad_environment_is_one_line_under_pytest(variable, value):
     proc = python_m("pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests/test_generate.py",
                     **{variable: value})
@@ -153,8 +154,19 @@ def option_strings(parser) -> set[str]:
     return found
 
 
-# options README gives to other programs than dirty-ladder: pip, pytest, tools/
-OTHER_PROGRAMS = {"--outside", "--bench"}
+OTHER_PROGRAMS = ("pytest", "pip ", "tools/", "--randomly-seed")    # README's options for these are theirs
+
+
+def readme_options(readme: str) -> set[str]:
+    """The ``--options`` README names for dirty-ladder: every one outside a
+    code span or line that runs another program (pytest, pip, tools/)."""
+    found = set()
+    spans = re.findall(r"`[^`\n]+`|^.*$", readme, re.MULTILINE)
+    for span in spans:
+        if any(p in span for p in OTHER_PROGRAMS) and "dirty-ladder" not in span:
+            continue
+        found |= set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", span))
+    return found
 
 
 def test_readme_command_reference_matches_the_parser():
@@ -176,7 +188,7 @@ def test_readme_command_reference_matches_the_parser():
                                    f"{set(COMMANDS) - named}"
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     options = option_strings(parser)
-    for option in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", readme)) - OTHER_PROGRAMS):
+    for option in sorted(readme_options(readme)):
         assert option in options, f"README names {option}, which no command of --help has"
     for option in ("--force", "--out-dir", "--timeout", "--version"):
         assert option in readme, f"README does not document {option}"

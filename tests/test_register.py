@@ -54,6 +54,40 @@ def test_call_reproduces(d):
     assert not compare_case([bridge(d.rung), stage(d.rung)], [(0, 1)], case)
 
 
+
+def _shown_by(d, kind, reproducer):
+    """The signatures of ``d`` that one of its reproducers shows (its
+    override alone against stage N-1), checking that the bridge and stage N
+    agree on it."""
+    pair = [stage(d.rung - 1), entry_stage(d)]
+    if kind == "trace":
+        trace = validate(reproducer)
+        found = follow(pair, [(0, 1)], trace)
+        assert not follow([bridge(d.rung), stage(d.rung)], [(0, 1)], trace), f"{d.id}: the bridge and the stage differ"
+    else:
+        case = api_case(reproducer)
+        found = compare_case(pair, [(0, 1)], case)
+        assert not compare_case([bridge(d.rung), stage(d.rung)], [(0, 1)], case), f"{d.id}: the bridge and the stage differ"
+    return {s for s in d.signatures
+            if any(signature_matches(s, x.level, x.place, x.config_dicts) for x in found.values())}
+
+
+@pytest.mark.parametrize("d", [pytest.param(d, id=f"rung{d.rung:02d}-{d.id}") for d in ENTRIES])
+def test_an_entry_s_reproducers_together_show_every_place_it_lists(d):
+    """The random check replays these before its generated cases
+    (dirty_ladder/rungs.py), so they must reach every signature; each of
+    more_traces and more_calls must show a place that the reproducers before
+    it do not (none is there for nothing)."""
+    shown = set()
+    for kind, reproducer in [("trace", t) for t in d.traces] + [("call", c) for c in d.calls]:
+        mine = _shown_by(d, kind, reproducer)
+        assert mine, f"{d.id}: its {kind} {reproducer} shows none of its places"
+        if reproducer is not d.trace and reproducer is not d.call:
+            assert mine - shown, f"{d.id}: {kind} {reproducer} shows nothing the others do not"
+        shown |= mine
+    assert shown == set(d.signatures), f"{d.id}: no reproducer shows {sorted(set(d.signatures) - shown)}"
+
+
 SPARE_BITS = 0xFF & ~0x0B        # the five bits of the flag byte no client uses (stages 00-13)
 
 

@@ -5,18 +5,16 @@ the user's against the ladder)."""
 from __future__ import annotations
 
 import os
-import sys
-import textwrap
 import time
 import tomllib
 
-from stages import LAST, stage
+from stages import LAST
 
 from ..files import FileRefused
 
 from .common import (
     Failure, StatusLine, UserError, add_command, add_timeout, contained, emit_json, load_user_stage, out, positive,
-    rung_number, seed_value, table, warn,
+    rung_number, seed_value, stdout, table, warn,
 )
 
 
@@ -211,32 +209,28 @@ def cmd_check(args) -> int:
 def add_verify(sub, prog: str) -> None:
     sp = add_command(sub, "verify", "check a stage module of yours (an exercise, or your own variant) against the ladder",
                           f"{prog} exercise 27 && $EDITOR exercise_27.py\n{prog} verify exercise_27.py\n"
+                          f"{prog} verify --watch exercise_27.py   # again on every save\n"
                           f"{prog} verify my_stage_39.py --scope medium --json",
-                          description="The module's class Stage stands in for stage N (its STAGE). Three checks: "
-                                      "the rung from stage N-1 to your stage, explored exhaustively within a scope "
-                                      "(it must equal, at every level, what commit N did, behaviour changes and bugs "
-                                      "included); each register entry of rung N replayed on its own trace or call; "
-                                      "and every conformance trace, which must give what the real C of commit N gave. "
-                                      "Each failure names the rung, the level and a shortest trace. Exit status 0 when "
-                                      "all three pass (the exercise is then marked done), 1 otherwise.")
-    sp.add_argument("file", metavar="FILE", help="a Python module with a class Stage")
+                          description="The module's class Stage stands in for stage N (its STAGE). What done "
+                                      "means for commit N is read off the ladder: behaviour, and each structural "
+                                      "aspect the commit changes (representation, API surface, calls, refusals, "
+                                      "cost shape, declarations, source); the output lists them first. A quick "
+                                      "tier (the structural checks, the register entries' traces and calls, the "
+                                      "rung's traces of at most two ops, a sample of the conformance traces) "
+                                      "gives a first verdict in seconds; when it passes, the full tier explores "
+                                      "every trace and call of the scope and replays every conformance trace. "
+                                      "Each failure names a trace or call (T1, C1 ...) printed once as JSON. Exit "
+                                      "status 0 when every check of both tiers passes (the exercise is then "
+                                      "marked done), 1 otherwise.")
+    sp.add_argument("file", metavar="FILE", help="a Python module with a class Stage (a copy of a stage module, "
+                                                 "relative imports and all, is one)")
     sp.add_argument("--scope", default="ci", metavar="NAME|FILE",
                     help="the scope of the rung check (default ci; medium, large or a TOML file)")
+    sp.add_argument("--full", action="store_true", help="run the full tier even when the quick one fails")
+    sp.add_argument("--watch", action="store_true", help="verify again every time FILE is saved (Ctrl-C to stop)")
     add_timeout(sp, "verify")
     sp.add_argument("--json", action="store_true", help="print the verdict as JSON")
     sp.set_defaults(func=cmd_verify)
-
-
-def _verify_in_child(file: str, scope: str):
-    """In the child process: the user's module loaded and verified, its
-    progress reported to the parent."""
-    from ..contain import report
-    from ..verify import verify
-    cls = load_user_stage(file, None)
-    if cls.STAGE == 0:
-        raise UserError(f"verify: {file} is a stage 0: commits are 1 to {LAST}")
-    report({"loaded": cls.STAGE})
-    return verify(cls, file, scope, report)
 
 
 def cmd_verify(args) -> int:
@@ -245,48 +239,84 @@ def cmd_verify(args) -> int:
         load_scope(args.scope)
     except ScopeError as exc:
         raise UserError(f"verify: {exc}") from None
-    line = StatusLine(every=float("inf"))   # elsewhere than a terminal: no progress, as before
+    if not args.watch:
+        return verify_once(args)
+    if args.json:
+        raise UserError("verify: --watch prints for a person; leave out --json")
+    if not os.path.isfile(args.file):
+        raise UserError(f"verify: {args.file}: no such file")
+    from ..verify import watch
+
+    def once() -> None:
+        try:
+            verify_once(args)
+        except (UserError, Failure) as exc:     # a file that does not load yet, or ends the run: say so, watch on
+            out(f"error: {' '.join(str(exc).split())}")
+        out(f"-- watching {args.file}: save it to verify again, Ctrl-C to stop")
+        stdout().flush()
+    watch(args.file, once)
+    return 0
+
+
+def _verify_in_child(file: str, scope: str, full: bool):
+    """In the child process: the user's module loaded and verified, what
+    verify reports on the way (the stage loaded, exploration, each tier's
+    verdict) sent to the parent, which prints it."""
+    from ..contain import report
+    from ..verify import verify
+    cls = load_user_stage(file, None)
+    if cls.STAGE == 0:
+        raise UserError(f"verify: {file} is a stage 0: commits are 1 to {LAST}")
+    report({"event": "loaded", "stage": cls.STAGE})
+    return verify(cls, file, scope, report, full=full)
+
+
+def verify_once(args) -> int:
+    """One verification of args.file, its module run in a child process (see
+    dirty_ladder/contain.py), printed tier by tier as it goes (or as JSON at
+    the end)."""
+    from ..verify import closing_lines, header_lines, tier_lines
+    line = StatusLine(every=float("inf"))   # elsewhere than a terminal: no progress line
+    shown: set[str] = set()
     loaded = [0]
 
     def progress(info: dict) -> None:
-        if "loaded" in info:
-            loaded[0] = info["loaded"]
-        elif line.tty:
+        if info["event"] == "loaded":
+            loaded[0] = info["stage"]
+            if not args.json:
+                for text in header_lines(loaded[0], args.file):
+                    out(text)
+                stdout().flush()
+        elif info["event"] == "explore" and line.tty:
             line.update(f"rung {loaded[0]:02d}: {info['level']}, {info['states']} states")
+        elif info["event"] == "verdict" and not args.json:
+            line.stop()
+            for text in tier_lines(info["verdict"], info["tier"], shown):
+                out(text)
+            stdout().flush()
 
     try:
-        verdict = contained(args, _verify_in_child, args.file, args.scope, file=args.file, what="verify",
-                            on_event=progress)
+        verdict = contained(args, _verify_in_child, args.file, args.scope, args.full, file=args.file,
+                            what="verify", on_event=progress)
     except Failure as exc:                  # the module ended the run: a failed verify, said how
-        line.stop()
         if args.json:
             emit_json({"file": args.file, "ok": False, "error": str(exc),
                        "log": str(args.log) if args.log else None})
         raise
     finally:
         line.stop()
-    n = verdict.n
     if verdict.ok:
         from ..exercises import record_done
         try:
-            record_done(n, args.file)
+            record_done(verdict.n, args.file)
         except Exception as exc:           # noqa: BLE001 -- a progress file we cannot write is not fatal
             warn(f"warning: progress not recorded: {' '.join(str(exc).split())}")
     if args.json:
         emit_json({**verdict.as_dict(), "log": str(args.log) if args.log else None})
         return 0 if verdict.ok else 1
-    real = stage(n)
-    out(f"verify {args.file}: stage {n:02d}, {real.TITLE} (upstream {real.UPSTREAM or '-'})")
-    for c in verdict.checks:
-        out(f"  [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.summary}")
-        for line in c.details:
-            out(textwrap.indent(line, "         "))
     out()
-    if verdict.ok:
-        out(f"Your stage does what commit {n:02d} did. Marked done: {args.top} exercise --progress")
-    else:
-        out(f"Your stage does not yet do what commit {n:02d} did. Hints: {args.top} exercise "
-            f"{n} --hint; your change: {args.top} diff {n} --stage-file {args.file}")
+    for text in closing_lines(verdict.as_dict(), args.top):
+        out(text)
     return 0 if verdict.ok else 1
 
 

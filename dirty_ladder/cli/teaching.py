@@ -78,88 +78,182 @@ def describe_config_dict(config: dict[str, Any]) -> str:
 # ------------------------------------------------------------------ tour
 def add_tour(sub, prog: str) -> None:
     sp = add_command(sub, "tour", "the guided tour of the series: chapters, and each stage with its diff, "
-                                  "docstring, register entries replayed and cost",
+                                  "docstring, pictures, register entries replayed and cost",
                           f"{prog} tour                 # the chapters\n{prog} tour api-cleanup     # the first chapter\n"
-                          f"{prog} tour 19              # one stage\n{prog} tour ch5 --no-diff     # chapter 5",
-                          description="Prints the tour: the chapters' own words (dirty_ladder/tour.toml), then for each "
-                                      "stage its title, upstream commit and kind of step, the docstring's account of "
-                                      "why behaviour is kept, the register entries it caused with their minimal "
-                                      "traces replayed before and after, the invariant breaks that begin there, its "
-                                      "cost change where the bench measured one, and its diff.")
-    sp.add_argument("what", nargs="?", metavar="CHAPTER|N", help="a chapter (its id, or ch1 to ch5) or a stage number")
+                          f"{prog} tour 19              # one stage in full\n{prog} tour ch5 --full      "
+                          f"# chapter 5 with every stage in full\n{prog} tour glossary        # the terms",
+                          description="Prints the tour: a chapter's own words (dirty_ladder/tour.toml) and one line "
+                                      "per stage; a stage in full: its title, upstream commit and kind of step, the "
+                                      "docstring's account of why behaviour is kept, pictures of the data it "
+                                      "changes, its cost in this Python model where the bench saw one, the "
+                                      "register entries it caused with their minimal traces replayed before and "
+                                      "after, the invariant breaks that begin there, and its diff. On a terminal "
+                                      "it is coloured and paged; piped, it is plain text.")
+    sp.add_argument("what", nargs="?", metavar="CHAPTER|N|glossary",
+                    help="a chapter (its id, or ch1 to ch5), a stage number, or glossary")
+    sp.add_argument("--full", action="store_true", help="with a chapter: every stage in full after its prose")
     sp.add_argument("--no-diff", action="store_true", help="leave out the diffs")
+    sp.add_argument("--no-pager", action="store_true", help="never page, even on a terminal")
     teaching_options(sp, inline=INLINE_DIFFS)
     sp.set_defaults(func=cmd_tour)
 
 
-def stage_lines(ts: dict[str, Any], diff: bool = True) -> list[str]:
-    """One stage as the tour prints it."""
-    from ..model import cost_text
+def _statuses(entries: list[dict[str, Any]]) -> str:
+    """A rung's register entries in a few words: their statuses, or "same"."""
+    statuses = [e["status"] for e in entries]
+    if not statuses:
+        return "same"
+    return ", ".join(s + (f" x{statuses.count(s)}" if statuses.count(s) > 1 else "")
+                     for s in sorted(set(statuses), key=statuses.index))
+
+
+def show_entry(screen, entry: dict[str, Any]) -> None:
+    """A register entry in the tour: what, why, the change as code, its
+    minimal trace or call replayed before and after, and its picture."""
+    from .. import pictures
+    screen.line(f"{entry['id']} (rung {entry['rung']:02d}, {entry['status']})", style="bold")
+    screen.paragraph(entry["what"], indent=2, style="bold")
+    screen.paragraph("Why: " + entry["explanation"], indent=2)
+    if entry["fixed_upstream"]:
+        screen.paragraph("Upstream: " + entry["fixed_upstream"], indent=2)
+    if entry.get("override_source"):
+        screen.line(f"  the change as code, on stage {entry['rung'] - 1:02d} (dirty_ladder/bridges.py):")
+        screen.code(entry["override_source"], indent=4)
+    r = entry["replay"]
+    a, b = r["before_stage"], r["after_stage"]
+    for kind in ("trace", "call"):
+        if kind not in r:
+            continue
+        part = r[kind]
+        if kind == "trace":
+            screen.paragraph(f"minimal trace ({describe_config_dict(part['trace'].get('config', {}))}): "
+                             + "; ".join(describe_op(op) for op in part["trace"]["ops"]), indent=2)
+        else:
+            screen.paragraph(f"minimal call: {part['describe']}", indent=2)
+        rows = part["rows"]
+        width = max(12, (screen.width - 36) // 2)
+        screen.table(["", "observable", f"stage {a:02d}", f"stage {b:02d}"],
+                     [["*" if row["differs"] else "", row["name"], short(row["before"], width),
+                       short(row["after"], width)] for row in rows],
+                     styles=["differs" if row["differs"] else None for row in rows], no_wrap=(0,), indent=2)
+        picture = pictures.entry_picture(r, kind)
+        if picture is not None:
+            screen.lines(["  " + x for x in picture.text(screen.width - 2)])
+
+
+def show_stage(screen, ts: dict[str, Any], top: str, diff: bool = True) -> None:
+    """One stage in full, as ``tour N`` prints it."""
+    from .. import pictures
+    from ..model import cost_text, seed_text
     doc = ts["doc"]
-    lines = [f"== stage {doc.n:02d}: {doc.title}",
-             f"   kind: {doc.kind}; module: {doc.module}",
-             f"   upstream: {doc.upstream_url or '- (not merged as such)'}", ""]
-    lines.append("   What the commit does, and why behaviour is kept (the module's docstring):")
-    lines += ["   " + x if x else "" for x in doc.body.splitlines()]
-    lines.append("")
+    n = doc.n
+    screen.line(f"== stage {n:02d}: {doc.title}", style="heading")
+    screen.line(f"   kind: {doc.kind}; module: {doc.module}")
+    screen.line(f"   upstream: {doc.upstream_url or '- (not merged as such)'}")
+    screen.rule("What the commit does, and why behaviour is kept (the module's docstring)" if n else
+                "The code before the series (the module's docstring)")
+    screen.markdown(doc.body)
+    drawn = pictures.stage_pictures(n)
+    if drawn:
+        screen.rule("Pictures of the data it changes (drawn from a replay of the stages' own code)")
+        for p in drawn:
+            screen.lines(p.text(screen.width))
+            screen.line()
     if ts["costs"]:
-        lines.append("   Cost (docs/bench.json: every timing of one stage outside the range of the other's):")
-        lines += [f"     {cost_text(c)}" for c in ts["costs"]]
-        lines.append("")
-    if ts["entries"]:
-        lines.append(f"   The register: {len(ts['entries'])} entr{'y' if len(ts['entries']) == 1 else 'ies'} at rung {doc.n:02d}")
-        lines += textwrap.wrap(
-            f"The commit is two steps: the behaviour change{'s' if len(ts['entries']) > 1 else ''} below, "
-            f"each written as code on stage {doc.n - 1:02d}, and a pure refactoring: stage {doc.n - 1:02d} "
-            f"with {'these changes' if len(ts['entries']) > 1 else 'this change'} behaves exactly as stage "
-            f"{doc.n:02d} (the rung tests check it on every trace of their scope).", 97,
-            initial_indent="   ", subsequent_indent="   ")
-        for e in ts["entries"]:
-            lines.append("")
-            lines += ["   " + x for x in entry_lines(e, 97)]
-        lines.append("")
-    elif doc.n:
-        lines.append(f"   The register: nothing at rung {doc.n:02d} (the rung tests find no difference).")
-        lines.append("")
+        screen.rule("Cost, in this Python model (docs/bench.json), not QEMU's")
+        for c in ts["costs"]:
+            screen.line(f"  {cost_text(c)}")
+            for s in c.get("seed", []):
+                screen.line(f"    {seed_text(s)}", style="seed")
+    if n:
+        count = len(ts["entries"])
+        screen.rule(f"The register: {count or 'nothing'} {'entry' if count == 1 else 'entries' if count else ''} "
+                    f"at rung {n:02d}".replace("  ", " "))
+        if ts["entries"]:
+            screen.markdown(
+                f"The commit is two steps: the behaviour change{'s' if count > 1 else ''} below, each written as "
+                f"code on stage {n - 1:02d}, and a pure refactoring: stage {n - 1:02d} with "
+                f"{'these changes' if count > 1 else 'this change'} behaves exactly as stage {n:02d} (the rung "
+                f"tests check it on every trace of their scope).")
+            for e in ts["entries"]:
+                screen.line()
+                show_entry(screen, e)
+        else:
+            screen.line(f"   The rung tests find no difference between stage {n - 1:02d} and stage {n:02d}.")
     for b in ts["breaks"]:
-        lines += textwrap.wrap(f"Invariant break that begins here: {b.id} (stages {spans(b.stages)}, "
-                               f"{b.config}): {b.what}", 97, initial_indent="   ", subsequent_indent="     ")
-        lines.append("")
+        screen.rule(f"Invariant break that begins here: {b.id}")
+        screen.markdown(f"{b.what} (stages {spans(b.stages)}, {b.config})")
     if diff and ts["diff"] is not None:
-        lines.append(f"   Diff from stage {doc.n - 1:02d}:")
-        lines += ["   " + x if x else "" for x in format_diff(ts["diff"], message=False)[1:]]
-    return lines
+        screen.rule(f"Try it yourself, then the commit's solution")
+        screen.paragraph(f"Try `{top} exercise {n}` first: it writes exercise_{n:02d}.py, stage {n - 1:02d}'s "
+                         f"code to turn into stage {n:02d}, and `{top} verify exercise_{n:02d}.py` checks it. The "
+                         f"commit's own diff from stage {n - 1:02d}:")
+        lines = format_diff(ts["diff"], message=False)[1:]
+        screen.diff("\n".join(lines))
 
 
-def chapter_lines(ch, stages_text: list[list[str]]) -> list[str]:
-    lines = [f"Chapter {ch.number}: {ch.title}  (stages {spans(ch.stages)})", ""]
-    lines += textwrap.wrap(ch.problem, 79)
-    lines.append("")
-    lines += textwrap.wrap("What to look at: " + ch.look_at, 79)
-    lines.append("")
-    for text in stages_text:
-        lines += text
-        lines.append("")
-    return lines
+def show_chapter(screen, ch, data: list[dict[str, Any]], top: str, full: bool, diff: bool) -> None:
+    """A chapter: its prose first, then one line per stage (``--full``: each stage in full)."""
+    screen.line(f"Chapter {ch.number}: {ch.title}  (stages {spans(ch.stages)})", style="heading")
+    screen.rule("The problem")
+    screen.markdown(ch.problem)
+    if ch.result:
+        screen.rule("In the real world")
+        screen.markdown(ch.result)
+    screen.rule("What to look at")
+    screen.markdown(ch.look_at)
+    screen.rule(f"The stages (`{top} tour N` shows stage N in full)")
+    screen.table(["#", "title (v2)", "register"],
+                 [[f"{ts['stage']:02d}", ts["doc"].title, _statuses(ts["entries"])] for ts in data],
+                 styles=["differs" if any(e["status"] == "bug" for e in ts["entries"]) else None for ts in data],
+                 no_wrap=(0,))
+    if full:
+        for ts in data:
+            screen.line()
+            show_stage(screen, ts, top, diff=diff)
+
+
+def show_glossary(screen, terms) -> None:
+    screen.line("The glossary: the terms the stages, the register and the tour use", style="heading")
+    screen.line("(dirty_ladder/glossary.toml; the book links each term's first use on every page)")
+    for t in terms:
+        screen.line()
+        screen.line(f"{t.term}  (first matters at stage {t.stage:02d})", style="term")
+        screen.markdown(t.text, indent=2)
 
 
 def cmd_tour(args) -> int:
     from .. import model
+    from ..terminal import Screen
     register = load_register_safely()
     chapters = model.load_tour(register)
     key = args.what
+    if key == "glossary":
+        terms = model.load_glossary()
+        if args.json:
+            emit_json([{"id": t.id, "term": t.term, "aliases": t.aliases, "stage": t.stage, "text": t.text}
+                       for t in terms])
+            return 0
+        screen = Screen(pager=not args.no_pager)
+        show_glossary(screen, terms)
+        screen.show()
+        return 0
     if key is None:
         if args.json:
             emit_json([{"chapter": c.number, "id": c.id, "title": c.title, "stages": c.stages,
-                        "problem": c.problem, "look_at": c.look_at} for c in chapters])
+                        "problem": c.problem, "result": c.result, "look_at": c.look_at} for c in chapters])
             return 0
-        out("The tour of the series, in five chapters (the order it happened):")
-        out()
-        for c in chapters:
-            out(f"  {c.number}. {c.title:<44} stages {spans(c.stages):<12} {args.top} tour {c.id}")
-        out()
-        out(f"Start with `{args.top} tour {chapters[0].id}`; `{args.top} tour N` shows stage N alone; "
-            f"`{args.top} book DIR` writes it all as a website.")
+        screen = Screen(pager=not args.no_pager)
+        screen.line("The tour of the series, in five chapters (the order it happened):")
+        screen.line()
+        screen.table(["#", "chapter", "stages", "read it with"],
+                     [[c.number, c.title, spans(c.stages), f"{args.top} tour {c.id}"] for c in chapters],
+                     no_wrap=(0, 3))
+        screen.line()
+        screen.line(f"Start with `{args.top} tour {chapters[0].id}`; `{args.top} tour N` shows stage N in full; "
+                    f"`{args.top} tour glossary` explains the terms; `{args.top} book DIR` writes it all as a "
+                    f"website.")
+        screen.show()
         return 0
     bench = model.load_bench()
     breaks = model.invariant_breaks()
@@ -169,8 +263,8 @@ def cmd_tour(args) -> int:
             n = stage_number(key)
         except argparse.ArgumentTypeError:
             ids = ", ".join(c.id for c in chapters)
-            raise UserError(f"tour: no chapter or stage {key!r}: chapters are {ids}; stages are 0 to {LAST}"
-                            ) from None
+            raise UserError(f"tour: no chapter or stage {key!r}: chapters are {ids}; stages are 0 to {LAST}; "
+                            f"or glossary") from None
         numbers = [n]
     else:
         numbers = chapter.stages
@@ -178,16 +272,18 @@ def cmd_tour(args) -> int:
     if args.json:
         emit_json({"chapter": None if chapter is None else {
             "chapter": chapter.number, "id": chapter.id, "title": chapter.title, "problem": chapter.problem,
-            "look_at": chapter.look_at, "stages": chapter.stages},
+            "result": chapter.result, "look_at": chapter.look_at, "stages": chapter.stages},
             "stages": [tour_json(ts) for ts in data]})
         return 0
-    texts = [stage_lines(ts, diff=not args.no_diff) for ts in data]
-    lines = chapter_lines(chapter, texts) if chapter else texts[0]
-    for line in lines:
-        out(line)
-    if chapter is not None:
+    screen = Screen(pager=not args.no_pager)
+    if chapter is None:
+        show_stage(screen, data[0], args.top, diff=not args.no_diff)
+    else:
+        show_chapter(screen, chapter, data, args.top, args.full, not args.no_diff)
         nxt = next((c for c in chapters if c.number == chapter.number + 1), None)
-        out(f"Next: `{args.top} tour {nxt.id}` ({nxt.title})." if nxt else "That was the last chapter.")
+        screen.line()
+        screen.line(f"Next: `{args.top} tour {nxt.id}` ({nxt.title})." if nxt else "That was the last chapter.")
+    screen.show()
     return 0
 
 
@@ -247,7 +343,7 @@ def add_exercise(sub, prog: str) -> None:
     from ..exercises import progress_path
     sp = add_command(sub, "exercise", "write a starter module to redo commit N yourself; hints; your progress",
                           f"{prog} exercise 27               # writes exercise_27.py\n"
-                          f"{prog} exercise 27 --hint        # the first of three hints (--hint 3: all)\n"
+                          f"{prog} exercise 27 --hint        # the first hint (--hint 2, 3 ...: more; the last: what changed)\n"
                           f"{prog} verify exercise_27.py     # then: the ladder's checks on your stage\n"
                           f"{prog} exercise --progress",
                           description="Writes a module whose class Stage subclasses stage N-1 and holds stage N-1's "
@@ -321,7 +417,11 @@ def cmd_exercise(args) -> int:
         out(f"  edit the class Stage in it so that it does what commit {args.n:02d} did;")
         out(f"  hints:          {args.top} exercise {args.n} --hint")
         out(f"  your change:    {args.top} diff {args.n} --stage-file {path}")
-        out(f"  next step:      {args.top} verify {path}")
+        out(f"  next step:      {args.top} verify {path}   (--watch: again on every save)")
+        out(f"  the commit:     {args.top} tour {args.n}   (its diff is the solution: try the exercise first)")
+        from ..verify import exercise_lines
+        for line in exercise_lines(args.n):
+            out(line)
         return 0
     except exercises.StageFileError as exc:
         raise UserError(str(exc)) from None
