@@ -102,11 +102,6 @@ def load_stage_file(path: str | os.PathLike, n: int | None) -> type:
     if got > 0 and not issubclass(cls, stage(got - 1)):
         raise StageFileError(f"{path}: Stage does not subclass stage {got - 1:02d}'s Stage "
                              f"(from stages import {MODULES[got - 1]} as parent)")
-    ahead = [k for k in range(got, LAST + 1) if issubclass(cls, stage(k))]
-    if ahead:
-        raise StageFileError(f"{path}: Stage subclasses the ladder's own stage {ahead[-1]:02d}, which already holds "
-                             f"commit {got:02d}'s change: subclass stage {got - 1:02d} "
-                             f"(from stages import {MODULES[got - 1]} as parent) and write the change yourself")
     return cls
 
 

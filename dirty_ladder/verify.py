@@ -327,6 +327,20 @@ def _cost_check(cls: type, n: int, file: str, reps: Reproducers) -> Check:
                  fine)
 
 
+def _own_code_check(cls: type, n: int, file: str) -> Check | None:
+    """A Stage built on the ladder's own stage n (or a later one) holds the
+    commit's solution whole: it may be checked, as anyone's variant, but it
+    is not an exercise done (None: it is built on stage n-1, as it should)."""
+    from stages import LAST, stage
+    ahead = [k for k in range(n, LAST + 1) if issubclass(cls, stage(k))]
+    if not ahead:
+        return None
+    return Check("own code", "structure", False,
+                 f"your Stage subclasses the ladder's own stage {ahead[-1]:02d}, which already holds commit "
+                 f"{n:02d}'s change: the checks below judge it, but it is not your change; subclass stage "
+                 f"{n - 1:02d} and write the change yourself")
+
+
 STRUCTURAL = {"declarations": _declarations_check, "api": _api_check, "representation": _representation_check,
               "calls": _calls_check, "refusals": _refusals_check, "source": _source_check, "cost": _cost_check}
 
@@ -557,6 +571,9 @@ def verify(cls: type, file: str, scope: str = "ci", progress: Callable[[dict], N
     aspects = list(structure.aspects(n))
     names = [a.name for a in aspects]
     checks: list[Check] = []
+    borrowed = _own_code_check(cls, n, file)
+    if borrowed is not None:
+        checks.append(borrowed)
 
     for name in [a for a in STRUCTURAL if a in names]:
         checks += _guarded(name, name, file, "quick", lambda name=name: STRUCTURAL[name](cls, n, file, reps))

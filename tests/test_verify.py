@@ -543,3 +543,19 @@ def test_a_helper_of_your_own_is_seen_through_by_the_calls_check(tmp_path):
     calls = next(c for c in _quick(path, 38).checks if c.name == "calls")
     assert calls.details == ["commit 38's migration_bitmap_sync_range calls migration_bitmap_set_dirty; "
                              "yours does not"]
+
+
+@pytest.mark.parametrize("parent", [27, 30])
+def test_a_stage_built_on_the_ladders_own_solution_is_not_done(capsys, tmp_path, parent):
+    """The commit's own stage (or a later one) subclassed whole passes every
+    behavioural check, so verify says it is not the learner's change and
+    does not mark the exercise done."""
+    path = tmp_path / "borrowed.py"
+    path.write_text(f"from stages import {MODULES[parent]} as real\n\n\nclass Stage(real.Stage):\n"
+                    f"    STAGE = 27\n", encoding="utf-8")
+    verdict = _quick(path, 27)
+    own = next(c for c in verdict.checks if c.name == "own code")
+    assert not own.ok and f"the ladder's own stage {parent}" in own.summary
+    code, out, _ = run(capsys, "verify", str(path))
+    assert code == 1 and "Marked done" not in out
+    assert 27 not in read_progress() or "done" not in read_progress()[27]
