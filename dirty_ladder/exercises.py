@@ -215,6 +215,11 @@ def _staged_progress(n: int, file: str | os.PathLike | None, done: bool) -> file
     path = progress_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StageFileError(f"{path}: cannot write the progress file: {path.parent} is not a directory") from None
+    except OSError as exc:
+        raise StageFileError(f"{path}: cannot write the progress file: {exc.strerror or exc}") from None
+    try:
         return files.staged(path, json.dumps(data, indent=2) + "\n", force=True)
     except (OSError, files.FileRefused) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

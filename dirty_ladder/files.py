@@ -192,7 +192,7 @@ def read_limited(path: str | os.PathLike, limit: int) -> bytes | None:
     path = Path(path)
     try:
         info = os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):     # no such file (a parent is not a directory)
         return None
     except OSError as exc:
         raise FileRefused(f"{path}: cannot read: {_why(exc)}") from None
