@@ -326,3 +326,14 @@ def test_a_truncated_exhaustive_run_says_so_and_is_never_closed(tmp_path):
     (run,) = json.loads(proc.stdout)["rungs"][0]["runs"]
     assert run["truncated"] is True and run["closed"] is False
     assert run["verdict"].startswith("stopped at 40 states (max_states)")
+
+
+def test_a_module_that_changes_the_ladder_while_it_runs_cannot_pass(tmp_path):
+    # the change comes from a method the check calls, after the module loaded unchanged
+    path = stage_file(tmp_path, 27, body=(
+        "    def cpu_physical_memory_set_dirty_range(self, start, length):\n"
+        f"        from stages import {MODULES[26]} as older\n"
+        "        older.Stage.cpu_physical_memory_get_dirty_flag = lambda *a: 0\n"
+        "        return super().cpu_physical_memory_set_dirty_range(start, length)\n"))
+    proc = dirty_ladder(tmp_path, "check", "27", "--examples", "5", "--level", "machine", "--stage-file", str(path))
+    one_line_failure(proc, f"stages.{MODULES[26]}.Stage.cpu_physical_memory_get_dirty_flag")
