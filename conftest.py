@@ -9,7 +9,10 @@ chosen by DIRTY_LADDER_PROFILE.
   (``DIRTY_LADDER_PROFILE=deep python -m pytest``).
 
 DIRTY_LADDER_EXAMPLES overrides the number of examples per rung and level;
-DIRTY_LADDER_SEED sets the seed of the random checks (to replay a run).
+DIRTY_LADDER_SEED sets the seed of the random checks (to replay a run).  A
+bad value of any of them stops pytest before it collects anything, in one
+line (``dirty-ladder check`` reads the first two the same way:
+dirty_ladder.rungs.environment_profile).
 
 The random checks (tests/test_ladder.py, tests/test_invariants.py) build
 their cases with the project's own seeded generator (dirty_ladder.generate's
@@ -28,19 +31,28 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import HealthCheck, settings
 
-from dirty_ladder.rungs import PROFILES
+from dirty_ladder.rungs import PROFILES, environment_profile
 
-PROFILE = os.environ.get("DIRTY_LADDER_PROFILE", "ci")
-if PROFILE not in PROFILES:
-    raise pytest.UsageError(f"DIRTY_LADDER_PROFILE={PROFILE!r}: choose from {', '.join(PROFILES)}")
-EXAMPLES = int(os.environ.get("DIRTY_LADDER_EXAMPLES") or PROFILES[PROFILE])
+# A bad value is said by pytest_configure (pytest.UsageError: one line); an
+# exception raised here, while pytest imports this file, would be a traceback.
+try:
+    PROFILE, _EXAMPLES = environment_profile(os.environ)
+    PROBLEM = None
+except ValueError as exc:
+    PROFILE, _EXAMPLES, PROBLEM = "ci", None, str(exc)
+if PROBLEM is None and os.environ.get("DIRTY_LADDER_SEED"):
+    try:
+        int(os.environ["DIRTY_LADDER_SEED"], 10)
+    except ValueError:
+        PROBLEM = f"DIRTY_LADDER_SEED={os.environ['DIRTY_LADDER_SEED']!r}: give a whole number"
+EXAMPLES = _EXAMPLES or PROFILES[PROFILE]
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
                database=None, print_blob=True)
 settings.register_profile("ci", max_examples=PROFILES["ci"], derandomize=True, **_common)
 settings.register_profile("deep", max_examples=PROFILES["deep"], **_common)
 settings.load_profile(PROFILE)
-if os.environ.get("DIRTY_LADDER_EXAMPLES"):
+if _EXAMPLES is not None:
     settings.register_profile("override", parent=settings.get_profile(PROFILE), max_examples=EXAMPLES)
     settings.load_profile("override")
 
@@ -59,6 +71,8 @@ class RandomCheck:
 
 
 def pytest_configure(config):
+    if PROBLEM is not None:
+        raise pytest.UsageError(PROBLEM)
     # The seed is chosen once, in the main process: pytest-xdist's workers,
     # started after this hook, inherit it through the environment.
     if not os.environ.get("DIRTY_LADDER_SEED"):

@@ -10,9 +10,11 @@ user can replay: a ``dirty-trace/1`` trace, or a ``dirty-call/1`` call.
 
 from __future__ import annotations
 
+import functools
 import json
+import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import signal
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -52,29 +54,47 @@ def _check_in_child(rung: int, how: How) -> RungResult:
     return check_one(rung, how)
 
 
+def _worker_ignores_ctrl_c() -> None:
+    """Ctrl-C reaches every process of the terminal's group: the workers leave
+    it to the parent, which stops them all at once (Pool.terminate)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class Interrupted(Exception):
+    """Ctrl-C during :func:`run`: ``results`` holds the rungs finished before
+    it, in rung order; every worker has been stopped."""
+
+    def __init__(self, results: list[RungResult]):
+        super().__init__(f"interrupted after {len(results)} rungs")
+        self.results = results
+
+
 def run(rungs: Iterable[int], how: How, jobs: int = 1,
         progress: Callable[[int, dict], None] | None = None,
         done: Callable[[RungResult, float], None] | None = None,
         stand_in: type | None = None) -> list[RungResult]:
     """Check each rung; ``jobs`` processes at once (progress is then only
     reported as each rung is done; a ``stand_in`` class runs in this
-    process).  Results in rung order."""
+    process).  Results in rung order.  Ctrl-C stops the workers at once and
+    raises :class:`Interrupted` with the rungs finished."""
     rungs = list(rungs)
     results: dict[int, RungResult] = {}
-    if jobs <= 1 or len(rungs) == 1 or stand_in is not None:
-        for rung in rungs:
-            results[rung] = check_one(rung, how, (lambda info, rung=rung: progress(rung, info)) if progress else None,
-                                      stand_in)
-            if done:
-                done(results[rung], results[rung].seconds)
-        return [results[r] for r in rungs]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(_check_in_child, rung, how): rung for rung in rungs}
-        for future in as_completed(futures):
-            result = future.result()
-            results[result.rung] = result
-            if done:
-                done(result, result.seconds)
+    try:
+        if jobs <= 1 or len(rungs) == 1 or stand_in is not None:
+            for rung in rungs:
+                results[rung] = check_one(rung, how, (lambda info, rung=rung: progress(rung, info))
+                                          if progress else None, stand_in)
+                if done:
+                    done(results[rung], results[rung].seconds)
+        else:
+            with multiprocessing.Pool(min(jobs, len(rungs)), initializer=_worker_ignores_ctrl_c) as pool:
+                # leaving the block terminates the workers, whether they are done or not
+                for result in pool.imap_unordered(functools.partial(_check_in_child, how=how), rungs):
+                    results[result.rung] = result
+                    if done:
+                        done(result, result.seconds)
+    except KeyboardInterrupt:
+        raise Interrupted([results[r] for r in rungs if r in results]) from None
     return [results[r] for r in rungs]
 
 
@@ -110,7 +130,9 @@ def checked_text(row: dict[str, Any]) -> str:
         return row["how"]
     parts = []
     for run in row["runs"]:
-        if run["level"] == "api":
+        if run.get("truncated"):                 # cut short by the scope's max_states: no claim of closure
+            parts.append(f"{run['level']}: stopped at {run['states']} states (max_states), depth {run['depth']}")
+        elif run["level"] == "api":
             parts.append(f"api: {run['states']} states")
         else:
             how = "closed" if run["closed"] else "bounded"
@@ -119,19 +141,18 @@ def checked_text(row: dict[str, Any]) -> str:
 
 
 def write_reproducers(result: RungResult, directory: str = ".") -> list[str]:
-    """Write each new difference of a rung as a file; the paths written."""
+    """Write each new difference of a rung as a file in ``directory``, under
+    the first free name ``new-difference-rungNN-LEVEL-K.json`` (``.call.json``
+    for an API call): a file already there is never replaced.  The paths
+    written."""
+    from .files import write_unique
     from .trace import format_trace
     written = []
-    count: dict[str, int] = {}
     for d in result.new:
-        count[d.level] = count.get(d.level, 0) + 1
-        name = f"new-difference-rung{result.rung:02d}-{d.level}-{count[d.level]}"
-        stem = name if directory in ("", ".") else os.path.join(directory, name)
+        stem = f"new-difference-rung{result.rung:02d}-{d.level}"
         if d.trace is not None:
-            path, text = stem + ".json", format_trace(d.trace.as_dict())
+            suffix, text = ".json", format_trace(d.trace.as_dict())
         else:
-            path, text = stem + ".call.json", json.dumps(call_file(d.call), indent=1) + "\n"
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        written.append(path)
+            suffix, text = ".call.json", json.dumps(call_file(d.call), indent=1) + "\n"
+        written.append(str(write_unique(directory, stem, suffix, text)))
     return written

@@ -35,7 +35,7 @@ from typing import Any
 from stages import LAST, MODULES, stage
 from stages.common import removed
 
-from . import model, structure
+from . import files, model, structure
 
 PROGRESS_FORMAT = "dirty-ladder-progress/1"
 TOOLBOX = ("stages.bitmap", "stages.common")   # star-imported by every starter
@@ -134,31 +134,103 @@ def progress_path() -> Path:
     return Path(state) / "dirty-ladder" / "progress.json"
 
 
-def read_progress() -> dict[int, dict[str, Any]]:
-    """Per exercise done or started: ``{"started": ISO time, "file": path, "done": ISO time}``."""
-    try:
-        data = json.loads(progress_path().read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise StageFileError(f"{progress_path()}: cannot read the progress file: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != PROGRESS_FORMAT:
-        raise StageFileError(f"{progress_path()}: not a {PROGRESS_FORMAT} file")
-    return {int(k): v for k, v in data.get("exercises", {}).items()}
+MAX_PROGRESS_BYTES = 1 << 20          # a progress file holds 39 short entries: far less
+ENTRY_STRINGS = ("started", "done", "file")   # the fields the tool writes; other keys are kept as they are
 
 
-def _write_progress(progress: dict[int, dict[str, Any]]) -> Path:
+def _progress_problem(path: Path, what: str) -> StageFileError:
+    return StageFileError(f"{path}: {what}; fix or remove the progress file (or set DIRTY_LADDER_PROGRESS)")
+
+
+def _load_progress() -> dict[str, Any]:
+    """The progress file's document as read, every key kept (a new document
+    when there is no file); a StageFileError, one line, when the file is not
+    a regular file, is larger than MAX_PROGRESS_BYTES, or does not hold a
+    dirty-ladder-progress/1 document."""
     path = progress_path()
-    data = {"format": PROGRESS_FORMAT,
-            "exercises": {str(k): progress[k] for k in sorted(progress)}}
+    try:
+        raw = files.read_limited(path, MAX_PROGRESS_BYTES)
+    except files.FileRefused as exc:
+        raise StageFileError(f"{exc}: cannot be the progress file (set DIRTY_LADDER_PROGRESS to a file's path)"
+                             ) from None
+    if raw is None:
+        return {"format": PROGRESS_FORMAT, "exercises": {}}
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _progress_problem(path, "the progress file is not UTF-8 text") from None
+    except ValueError as exc:
+        raise _progress_problem(path, f"the progress file is not JSON ({exc})") from None
+    except RecursionError:
+        raise _progress_problem(path, "the progress file is not JSON (nested too deep)") from None
+    _check_progress(path, data)
+    return data
+
+
+def _check_progress(path: Path, data: Any) -> None:
+    """The schema: {"format": PROGRESS_FORMAT, "exercises": {"N": {"started":
+    str, "done": str, "file": str, ...}}, ...}, any other key allowed."""
+    if not isinstance(data, dict):
+        raise _progress_problem(path, f"the progress file must hold a JSON object, not {_kind(data)}")
+    if data.get("format") != PROGRESS_FORMAT:
+        raise _progress_problem(path, f"not a {PROGRESS_FORMAT} file (its format is {data.get('format')!r})")
+    exercises = data.setdefault("exercises", {})
+    if not isinstance(exercises, dict):
+        raise _progress_problem(path, f'"exercises" must be an object of exercise numbers, not {_kind(exercises)}')
+    for key, entry in exercises.items():
+        if not (key.isascii() and key.isdigit() and str(int(key)) == key and 1 <= int(key) <= LAST):
+            raise _progress_problem(path, f"exercise key {key!r} is not an exercise number (1 to {LAST})")
+        if not isinstance(entry, dict):
+            raise _progress_problem(path, f"exercise {key} must be an object, not {_kind(entry)}")
+        for field in ENTRY_STRINGS:
+            if field in entry and not isinstance(entry[field], str):
+                raise _progress_problem(path, f'exercise {key}\'s "{field}" must be a string, not '
+                                              f"{json.dumps(entry[field])[:40]}")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true or false", type(None): "null"}.get(
+        type(value), "a number")
+
+
+def read_progress() -> dict[int, dict[str, Any]]:
+    """Per exercise done or started: ``{"started": ISO time, "file": path,
+    "done": ISO time}`` (and any other key the file holds)."""
+    return {int(k): v for k, v in _load_progress()["exercises"].items()}
+
+
+def _staged_progress(n: int, file: str | os.PathLike | None, done: bool) -> files.Staged:
+    """The progress file with exercise ``n`` started (or done), written beside
+    it and not yet in place; every key the tool does not know kept."""
+    n = _exercise_number(n)
+    data = _load_progress()
+    entry = data["exercises"].setdefault(str(n), {})
+    if done:
+        entry["done"] = _now()
+    else:
+        entry.setdefault("started", _now())
+    if file is not None:
+        entry["file"] = str(Path(file).resolve())
+    data["exercises"] = {k: data["exercises"][k] for k in sorted(data["exercises"], key=int)}
+    path = progress_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
+    except FileExistsError:
+        raise StageFileError(f"{path}: cannot write the progress file: {path.parent} is not a directory") from None
     except OSError as exc:
         raise StageFileError(f"{path}: cannot write the progress file: {exc.strerror or exc}") from None
-    return path
+    try:
+        return files.staged(path, json.dumps(data, indent=2) + "\n", force=True)
+    except (OSError, files.FileRefused) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StageFileError(f"{path}: cannot write the progress file: {why}") from None
+
+
+def _commit(staged: files.Staged) -> Path:
+    try:
+        return staged.commit()
+    except files.FileRefused as exc:
+        raise StageFileError(f"{exc} (the progress file)") from None
 
 
 def _now() -> str:
@@ -171,22 +243,19 @@ def _exercise_number(n: int) -> int:
     return n
 
 
+def stage_started(n: int, file: str | os.PathLike) -> files.Staged:
+    """record_started in two steps: the new progress file, written beside the
+    old one; ``.commit()`` puts it in place, ``.discard()`` drops it."""
+    return _staged_progress(n, file, done=False)
+
+
 def record_started(n: int, file: str | os.PathLike) -> Path:
-    progress = read_progress()
-    entry = progress.setdefault(_exercise_number(n), {})
-    entry.setdefault("started", _now())
-    entry["file"] = str(Path(file).resolve())
-    return _write_progress(progress)
+    return _commit(_staged_progress(n, file, done=False))
 
 
 def record_done(n: int, file: str | os.PathLike | None = None) -> Path:
     """Mark exercise ``n`` done (``verify`` calls this when a stage passes)."""
-    progress = read_progress()
-    entry = progress.setdefault(_exercise_number(n), {})
-    entry["done"] = _now()
-    if file is not None:
-        entry["file"] = str(Path(file).resolve())
-    return _write_progress(progress)
+    return _commit(_staged_progress(n, file, done=True))
 
 
 def progress_rows() -> list[dict[str, Any]]:

@@ -563,15 +563,15 @@ def _ranges(numbers: Iterable[int]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m dirty_ladder.invariants [--examples N] [--seed S] [--stages 0-39]``:
     explore every stage, print per stage the breaks found against the register."""
-    import argparse
     from stages import LAST
     from .bench import parse_stages
-    p = argparse.ArgumentParser(prog="python -m dirty_ladder.invariants", description=main.__doc__)
-    p.add_argument("--examples", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    from .cli.common import Parser, parse_one_line, positive, seed_value
+    p = Parser(prog="python -m dirty_ladder.invariants", description=main.__doc__)
+    p.add_argument("--examples", type=positive, default=1000, help="random traces per stage (default 1000)")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed (default 0)")
     p.add_argument("--stages", type=parse_stages, default=list(range(LAST + 1)),
                    help=f"stages to explore, e.g. 0-{LAST} (default) or 0,19,37-39")
-    args = p.parse_args(argv)
+    args = parse_one_line(p, argv)
     register = load_register()
     bad = 0
     print(f"{'stage':5}  {'invariant':26}  result")

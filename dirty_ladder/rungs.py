@@ -38,6 +38,27 @@ from .trace import CLIENTS, DEFAULT_CONFIG, TARGET_PAGE_SIZE, Config, Trace, Tra
 PROFILES = {"ci": 1000, "deep": 5000}     # examples per rung and level
 
 
+def environment_profile(environ) -> tuple[str, int | None]:
+    """``DIRTY_LADDER_PROFILE`` and ``DIRTY_LADDER_EXAMPLES`` as the test
+    suite (conftest.py) and ``dirty-ladder check`` read them: the profile
+    (default ci) and the examples per rung and level it overrides (None when
+    unset).  A variable set but empty is unset.  A ValueError, one line
+    naming the variable, for any other value."""
+    profile = environ.get("DIRTY_LADDER_PROFILE") or "ci"
+    if profile not in PROFILES:
+        raise ValueError(f"DIRTY_LADDER_PROFILE={profile!r}: choose from {', '.join(PROFILES)}")
+    text = environ.get("DIRTY_LADDER_EXAMPLES") or ""
+    if not text:
+        return profile, None
+    try:
+        examples = int(text, 10)
+    except ValueError:
+        examples = 0
+    if examples < 1:
+        raise ValueError(f"DIRTY_LADDER_EXAMPLES={text!r}: give a whole number of examples, at least 1")
+    return profile, examples
+
+
 # ---------------------------------------------------------------- shrinking
 def _valid(config: Config, ops: list[dict]) -> Trace | None:
     try:

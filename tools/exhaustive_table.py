@@ -21,6 +21,8 @@ import sys
 def _level(run: dict) -> str:
     if run["level"] == "api":
         return f"{run['states']:,} st., {run['transitions']:,} calls"
+    if run.get("truncated"):
+        return f"stopped at {run['states']:,} st. (max_states), depth {run['depth']}"
     how = "closed" if run["closed"] else "bounded"
     return f"{run['states']:,} st., depth {run['depth']} {how}"
 

@@ -60,6 +60,7 @@ import numpy as np
 
 from stages import LAST
 from stages import stage as stage_class
+from .. import files
 from ..trace import TARGET_PAGE_BITS
 from . import measure
 from .measure import (
@@ -159,6 +160,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json-file", metavar="FILE", help="also write the JSON to FILE")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="also draw cost per page by stage (needs matplotlib: pip install '.[plot]')")
+    parser.add_argument("--force", action="store_true", help="overwrite the files of --json-file and --plot")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")
 
@@ -253,11 +255,11 @@ def run(args: argparse.Namespace) -> int:
                   "(pip install 'dirty-ladder[plot]', or '.[plot]' from the source tree)", file=sys.stderr)
             return 2
     for path in (args.json_file, args.plot):
-        if path:                    # say so now, not after minutes of measuring
+        if path:                    # say so now, not after minutes of measuring; create nothing yet
             try:
-                open(path, "a").close()
-            except OSError as exc:
-                print(f"bench: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+                files.check_writable(path, args.force)
+            except files.FileRefused as exc:
+                print(f"bench: {exc}", file=sys.stderr)
                 return 2
     measure.set_clock(args.clock)
     plan = Plan(main_bytes=args.size, walk_bytes=args.walk_size, density=args.density, reps=args.reps,
@@ -270,26 +272,36 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.done()
         measure.set_clock("wall")
+    failed = []                     # a file that cannot be written now: the results are still printed
     if args.plot:
-        plot(result, args.plot)
-        result["plot"] = args.plot
+        try:
+            files.produce(args.plot, lambda path: plot(result, path), args.force)
+            result["plot"] = args.plot
+        except files.FileRefused as exc:
+            failed.append(f"bench: {exc}")
     if args.json_file:
-        with open(args.json_file, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
+        try:
+            files.write_atomic(args.json_file, json.dumps(result, indent=1) + "\n", args.force)
+        except files.FileRefused as exc:
+            failed.append(f"bench: {exc}")
     if args.json:
         print(json.dumps(result, indent=1))
     else:
         print(render(result))
         if args.plot:
             print(f"plot: {args.plot}")
+    for line in failed:
+        print(line, file=sys.stderr)
+    if failed:
+        return 2
     if args.check and any(not t["pass"] for t in result.get("targets", [])):
         return 1
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dirty_ladder.bench", description=__doc__.split("\n\n")[0])
+    from ..cli.common import Parser, parse_one_line
+    parser = Parser(prog="python -m dirty_ladder.bench", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return run(parse_one_line(parser, argv))
 

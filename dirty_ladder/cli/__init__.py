@@ -62,12 +62,23 @@ def build_parser(prog: str = "dirty-ladder") -> Parser:
 
                    Exit status: 0 ok; 1 check found a new difference (or a stage failed);
                    2 a user error (one line on stderr)."""))
+    p.add_argument("--version", action="version", version=f"dirty-ladder {package_version()}",
+                   help="print the version and exit")
     p.set_defaults(top=prog)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     parsers = {name: add for group in GROUPS for name, add in group.PARSERS.items()}
     for name in COMMANDS:
         parsers[name](sub, prog)
     return p
+
+
+def package_version() -> str:
+    """The installed package's version (pyproject.toml's)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("dirty-ladder")
+    except PackageNotFoundError:            # run from a source tree that is not installed
+        return "(not installed)"
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

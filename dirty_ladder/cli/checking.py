@@ -5,14 +5,16 @@ the user's against the ladder)."""
 from __future__ import annotations
 
 import os
-import sys
 import time
 import tomllib
 
 from stages import LAST
 
+from ..files import FileRefused
+
 from .common import (
-    Failure, UserError, add_command, emit_json, load_user_stage, out, positive, rung_number, seed_value, warn,
+    Failure, StatusLine, UserError, add_command, add_timeout, contained, emit_json, load_user_stage, out, positive,
+    rung_number, seed_value, stdout, table, warn,
 )
 
 
@@ -31,8 +33,8 @@ def add_check(sub, prog: str) -> None:
                                       "medium, large, or a TOML file; see docs/exhaustive.md), breadth first, so each "
                                       "difference comes with a shortest trace. Progress goes to stderr, a summary "
                                       "table to stdout. A new difference is written as new-difference-rungNN-LEVEL-K.json "
-                                      "(a trace) or .call.json (an API call) in the current directory, and the exit "
-                                      "status is 1.")
+                                      "(a trace) or .call.json (an API call) in --out-dir (default the current "
+                                      "directory), K the first number free there, and the exit status is 1.")
     sp.add_argument("rung", type=rung_number, nargs="?", metavar="N", help=f"rung, 1 to {LAST}")
     sp.add_argument("--all", action="store_true", help="check every rung")
     sp.add_argument("--exhaustive", action="store_true", help="every trace of a scope instead of random ones")
@@ -41,35 +43,61 @@ def add_check(sub, prog: str) -> None:
                     help="rungs checked at once, in separate processes (default: the CPUs, with --all)")
     sp.add_argument("--examples", type=positive, metavar="K", help="examples per rung and level "
                     "(overrides --profile)")
-    sp.add_argument("--profile", default="ci", metavar="NAME",
-                    help="examples per rung and level from the ladder's profiles: ci (default) or deep")
+    sp.add_argument("--profile", metavar="NAME",
+                    help="examples per rung and level from the ladder's profiles: ci (default) or deep "
+                         "(default: $DIRTY_LADDER_PROFILE, as for the test suite; $DIRTY_LADDER_EXAMPLES "
+                         "overrides its count)")
     sp.add_argument("--seed", type=seed_value, default=0, metavar="S", help="seed (default 0)")
     sp.add_argument("--level", action="append", choices=("machine", "api", "repr"),
                     help="only this level (repeatable; default all three)")
     sp.add_argument("--stage-file", metavar="FILE",
                     help="a module whose class Stage stands in for stage N (its STAGE); checks that rung")
+    add_timeout(sp, "the check of --stage-file's module")
+    sp.add_argument("--out-dir", default=".", metavar="DIR",
+                    help="where to write the reproducers of new differences (default: the current directory); "
+                         "a file already there is never replaced")
     sp.add_argument("--json", action="store_true", help="print the summary as JSON")
     sp.set_defaults(func=cmd_check, prog=sp.prog)
 
 
+def _check_stand_in(file: str, rung: int | None, prog: str, how) -> list:
+    """In the child process: the user's module loaded and its rung checked,
+    progress and each rung done reported to the parent."""
+    from .. import check
+    from ..contain import report
+    from ..verify import failed_in
+    stand_in = load_user_stage(file, rung)
+    if stand_in.STAGE == 0:
+        raise UserError(f"{prog}: {file} is a stage 0: there is no rung below it")
+    try:
+        return check.run([stand_in.STAGE], how, 1, lambda n, info: report(("progress", n, info)),
+                         lambda result, seconds: report(("done", result, seconds)), stand_in)
+    except (tomllib.TOMLDecodeError, OSError):
+        raise
+    except Exception as exc:               # noqa: BLE001 -- a user's stage that fails: one line
+        raise Failure(f"{file}: your stage raised {failed_in(exc, file)}") from None
+
+
 def cmd_check(args) -> int:
-    stand_in = None
-    if args.stage_file:
-        if args.all:
-            raise UserError(f"{args.prog}: --stage-file checks the one rung of its stage, not --all")
-        stand_in = load_user_stage(args.stage_file, args.rung)
-        if stand_in.STAGE == 0:
-            raise UserError(f"{args.prog}: {args.stage_file} is a stage 0: there is no rung below it")
-        args.rung = stand_in.STAGE
+    if args.stage_file and args.all:
+        raise UserError(f"{args.prog}: --stage-file checks the one rung of its stage, not --all")
+    if not os.path.isdir(args.out_dir):
+        raise UserError(f"{args.prog}: --out-dir {args.out_dir}: "
+                        + ("not a directory" if os.path.exists(args.out_dir) else "no such directory"))
     if args.all and args.rung is not None:
         raise UserError(f"{args.prog}: give a rung number or --all, not both")
-    if not args.all and args.rung is None:
+    if not args.all and args.rung is None and not args.stage_file:
         raise UserError(f"{args.prog}: give a rung number (1 to {LAST}) or --all")
     from .. import check
     from ..compare import LEVELS
-    from ..rungs import PROFILES
-    if args.profile not in PROFILES:
-        raise UserError(f"{args.prog}: unknown profile {args.profile!r}: choose from {', '.join(PROFILES)}")
+    from ..rungs import PROFILES, environment_profile
+    try:
+        env_profile, env_examples = environment_profile(os.environ)
+    except ValueError as exc:
+        raise UserError(f"{args.prog}: {exc}") from None
+    profile = args.profile or env_profile
+    if profile not in PROFILES:
+        raise UserError(f"{args.prog}: unknown profile {profile!r}: choose from {', '.join(PROFILES)}")
     if args.scope is not None and not args.exhaustive:
         raise UserError(f"{args.prog}: --scope needs --exhaustive")
     if args.exhaustive and (args.examples is not None or args.seed != 0):
@@ -81,18 +109,20 @@ def cmd_check(args) -> int:
             scope = load_scope(args.scope or "ci")
         except ScopeError as exc:
             raise UserError(str(exc)) from None
-    examples = args.examples if args.examples is not None else PROFILES[args.profile]
+    from_profile = args.examples is None and (env_examples is None or args.profile is not None)
+    examples = (PROFILES[profile] if from_profile else args.examples if args.examples is not None
+                else env_examples)
     levels = tuple(dict.fromkeys(args.level)) if args.level else LEVELS
     how = check.How(examples=examples, seed=args.seed, scope=args.scope or "ci" if scope else None, levels=levels)
     rungs = list(range(1, LAST + 1)) if args.all else [args.rung]
     jobs = args.jobs if args.jobs is not None else (check.default_jobs() if len(rungs) > 1 else 1)
-    tty = sys.stderr.isatty()
-    last_draw = [0.0]
     if scope is not None:
         warn(scope.summary())
+    line = StatusLine(every=10)
+    last_draw = [0.0]
 
     def progress(rung: int, info: dict) -> None:
-        if time.monotonic() - last_draw[0] < (0.2 if tty else 10):
+        if line.tty and time.monotonic() - last_draw[0] < 0.1:
             return
         last_draw[0] = time.monotonic()
         if "examples" in info:
@@ -101,60 +131,66 @@ def cmd_check(args) -> int:
             rate = info["states"] / info["seconds"] if info.get("seconds") else 0
             text = (f"rung {rung:02d}: {info['level']} depth {info.get('depth', '-')}, {info['states']} states, "
                     f"{rate:,.0f} states/s")
-        if tty:
-            sys.stderr.write(f"\r{text}   \033[K")
-            sys.stderr.flush()
-        else:
-            warn(text)
+        line.update(text)
 
-    rows: list[dict] = []
     position = [0]
 
     def done(result, seconds: float) -> None:
         position[0] += 1
-        if tty:
-            sys.stderr.write("\r\033[K")
         runs = "; ".join(f"{r.level}: {r.states} states, {r.verdict}" for r in result.runs) or result.how
-        warn(f"[{position[0]}/{len(rungs)}] rung {result.rung:02d} ({result.rung - 1:02d} -> {result.rung:02d}): "
-             f"{result.status} ({runs}; {seconds:.1f} s)")
+        line.print(f"[{position[0]}/{len(rungs)}] rung {result.rung:02d} ({result.rung - 1:02d} -> "
+                   f"{result.rung:02d}): {result.status} ({runs}; {seconds:.1f} s)")
+
+    def from_child(event: tuple) -> None:
+        (progress if event[0] == "progress" else done)(*event[1:])
 
     started = time.monotonic()
+    interrupted = False
     try:
-        results = check.run(rungs, how, jobs, progress if jobs <= 1 else None, done, stand_in)
+        if args.stage_file:                 # the user's module, contained: results computed in a child
+            results = contained(args, _check_stand_in, args.stage_file, args.rung, args.prog, how,
+                                file=args.stage_file, what="check", on_event=from_child)
+        else:
+            results = check.run(rungs, how, jobs, progress if jobs <= 1 else None, done)
+    except check.Interrupted as stop:       # Ctrl-C: the rungs finished so far, then exit 130
+        results, interrupted = stop.results, True
     except (tomllib.TOMLDecodeError, OSError) as exc:
         raise Failure(f"cannot read the divergence register: {' '.join(str(exc).split())}") from None
-    except Exception as exc:               # noqa: BLE001 -- a user's stage that fails: one line
-        if stand_in is None:
-            raise
-        from ..verify import failed_in
-        raise Failure(f"{args.stage_file}: your stage raised {failed_in(exc, args.stage_file)}") from None
+    finally:
+        line.stop()
+    if args.stage_file:
+        rungs = [r.rung for r in results]
+    rows: list[dict] = []
     any_bad = False
     for result in results:
         row = check.report(result)
         row["files"] = []
         if result.new:
             try:
-                row["files"] = check.write_reproducers(result)
-            except OSError as exc:
-                warn(f"error: cannot write a reproducer: {exc.strerror or exc}")
+                row["files"] = check.write_reproducers(result, args.out_dir)
+            except FileRefused as exc:
+                warn(f"error: cannot write a reproducer: {exc}")
         any_bad = any_bad or not result.ok
         rows.append(row)
+    if interrupted:
+        warn(f"interrupted: {len(rows)} of {len(rungs)} rungs checked")
+    status = 130 if interrupted else 1 if any_bad else 0
     if args.json:
-        emit_json({"mode": "exhaustive" if scope else "random",
+        emit_json({"mode": "exhaustive" if scope else "random", "interrupted": interrupted,
                    "new_difference": any(r["new"] for r in rows),
                    "jobs": jobs, "wall_seconds": round(time.monotonic() - started, 3),
                    "scope": scope.name if scope else None,
-                   "profile": args.profile if not scope and args.examples is None else None,
+                   "profile": profile if not scope and from_profile else None,
                    "examples": None if scope else examples, "seed": None if scope else args.seed,
-                   "levels": list(levels), "rungs": rows, "ok": not any_bad})
-        return 1 if any_bad else 0
-    sw = max(len("status"), *(len(r["status"]) for r in rows))
-    checked = [check.checked_text(r) for r in rows]
-    cw = max(len("checked"), *(len(c) for c in checked))
-    out(f"{'rung':>4}  {'status':<{sw}}  {'checked':<{cw}}  register entries")
-    for r, text in zip(rows, checked):
-        ids = [e["id"] + (" (not reached)" if e["not_reached"] else "") for e in r["entries"]]
-        out(f"{r['rung']:>4}  {r['status']:<{sw}}  {text:<{cw}}  {', '.join(ids) or '-'}")
+                   "levels": list(levels), "rungs": rows, "ok": not any_bad and not interrupted})
+        return status
+    if not rows:
+        return status
+    cells = [[str(r["rung"]), r["status"], check.checked_text(r),
+              ", ".join(e["id"] + (" (not reached)" if e["not_reached"] else "") for e in r["entries"]) or "-"]
+             for r in rows]
+    table(["rung", "status", "checked", "register entries"], cells,
+          [None if r["ok"] else "bold red" for r in rows])
     for result, r in zip(results, rows):
         if result.ok:
             continue
@@ -166,7 +202,7 @@ def cmd_check(args) -> int:
         for path in r["files"]:
             mine = f" --stage-file {args.stage_file}" if args.stage_file else ""
             out(f"  reproducer: {path}  (see it with: {args.top} replay {path} --all{mine})")
-    return 1 if any_bad else 0
+    return status
 
 
 # ------------------------------------------------------------------ verify
@@ -192,6 +228,7 @@ def add_verify(sub, prog: str) -> None:
                     help="the scope of the rung check (default ci; medium, large or a TOML file)")
     sp.add_argument("--full", action="store_true", help="run the full tier even when the quick one fails")
     sp.add_argument("--watch", action="store_true", help="verify again every time FILE is saved (Ctrl-C to stop)")
+    add_timeout(sp, "verify")
     sp.add_argument("--json", action="store_true", help="print the verdict as JSON")
     sp.set_defaults(func=cmd_verify)
 
@@ -213,51 +250,73 @@ def cmd_verify(args) -> int:
     def once() -> None:
         try:
             verify_once(args)
-        except UserError as exc:            # a file that does not load yet: say so and keep watching
+        except (UserError, Failure) as exc:     # a file that does not load yet, or ends the run: say so, watch on
             out(f"error: {' '.join(str(exc).split())}")
         out(f"-- watching {args.file}: save it to verify again, Ctrl-C to stop")
-        sys.stdout.flush()
+        stdout().flush()
     watch(args.file, once)
     return 0
 
 
-def verify_once(args) -> int:
-    """One verification of args.file, printed tier by tier as it goes (or as JSON at the end)."""
-    from ..verify import closing_lines, header_lines, tier_lines, verify
-    cls = load_user_stage(args.file, None)
+def _verify_in_child(file: str, scope: str, full: bool):
+    """In the child process: the user's module loaded and verified, what
+    verify reports on the way (the stage loaded, exploration, each tier's
+    verdict) sent to the parent, which prints it."""
+    from ..contain import report
+    from ..verify import verify
+    cls = load_user_stage(file, None)
     if cls.STAGE == 0:
-        raise UserError(f"verify: {args.file} is a stage 0: commits are 1 to {LAST}")
-    tty = sys.stderr.isatty()
+        raise UserError(f"verify: {file} is a stage 0: commits are 1 to {LAST}")
+    report({"event": "loaded", "stage": cls.STAGE})
+    return verify(cls, file, scope, report, full=full)
+
+
+def verify_once(args) -> int:
+    """One verification of args.file, its module run in a child process (see
+    dirty_ladder/contain.py), printed tier by tier as it goes (or as JSON at
+    the end)."""
+    from ..verify import closing_lines, header_lines, tier_lines
+    line = StatusLine(every=float("inf"))   # elsewhere than a terminal: no progress line
     shown: set[str] = set()
-    if not args.json:
-        for line in header_lines(cls.STAGE, args.file):
-            out(line)
-        sys.stdout.flush()
+    loaded = [0]
 
     def progress(info: dict) -> None:
-        if info["event"] == "explore" and tty:
-            sys.stderr.write(f"\rrung {cls.STAGE:02d}: {info['level']}, {info['states']} states   \033[K")
-            sys.stderr.flush()
+        if info["event"] == "loaded":
+            loaded[0] = info["stage"]
+            if not args.json:
+                for text in header_lines(loaded[0], args.file):
+                    out(text)
+                stdout().flush()
+        elif info["event"] == "explore" and line.tty:
+            line.update(f"rung {loaded[0]:02d}: {info['level']}, {info['states']} states")
         elif info["event"] == "verdict" and not args.json:
-            if tty:
-                sys.stderr.write("\r\033[K")
-            for line in tier_lines(info["verdict"], info["tier"], shown):
-                out(line)
-            sys.stdout.flush()
+            line.stop()
+            for text in tier_lines(info["verdict"], info["tier"], shown):
+                out(text)
+            stdout().flush()
 
-    verdict = verify(cls, args.file, args.scope, progress, full=args.full)
+    try:
+        verdict = contained(args, _verify_in_child, args.file, args.scope, args.full, file=args.file,
+                            what="verify", on_event=progress)
+    except Failure as exc:                  # the module ended the run: a failed verify, said how
+        if args.json:
+            emit_json({"file": args.file, "ok": False, "error": str(exc),
+                       "log": str(args.log) if args.log else None})
+        raise
+    finally:
+        line.stop()
     if verdict.ok:
         from ..exercises import record_done
         try:
-            record_done(cls.STAGE, args.file)
+            record_done(verdict.n, args.file)
         except Exception as exc:           # noqa: BLE001 -- a progress file we cannot write is not fatal
             warn(f"warning: progress not recorded: {' '.join(str(exc).split())}")
     if args.json:
-        emit_json(verdict.as_dict())
+        emit_json({**verdict.as_dict(), "log": str(args.log) if args.log else None})
         return 0 if verdict.ok else 1
     out()
-    for line in closing_lines(verdict.as_dict(), args.top):
-        out(line)
+    for text in closing_lines(verdict.as_dict(), args.top):
+        out(text)
     return 0 if verdict.ok else 1
 
 

@@ -12,11 +12,12 @@ from typing import Any
 
 from stages import LAST, stage
 
+from .. import files
 from ..model import exception_text, load_register_safely, spans
 from ..trace import format_trace
 from .common import (
-    Failure, Parser, Formatter, UserError, add_command, emit_json, load_user_stage, op_count, out, plural,
-    positive, seed_value, short, stage_number, warn,
+    Failure, Parser, Formatter, UserError, add_command, add_timeout, contained_command, emit_json, load_user_stage,
+    op_count, out, plural, positive, seed_value, short, stage_number, stderr, warn,
 )
 
 
@@ -44,6 +45,7 @@ def add_replay(sub, prog: str) -> None:
     sp.add_argument("--stage-file", metavar="FILE",
                     help="a module whose class Stage stands in for the stage its STAGE names "
                          "(with --stage N: for stage N)")
+    add_timeout(sp, "a replay on --stage-file's module")
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp.add_argument("--summary", action="store_true",
                     help="count the results of each op and give the final state in short, instead of "
@@ -191,7 +193,10 @@ def refuse_long_walks(args, trace, stages: list[int]) -> None:
 
 
 def cmd_replay(args) -> int:
+    from ..contain import inside
     from ..progress import ReplayProgress
+    if args.stage_file and not inside():
+        return contained_command(args, "replay")
     call = read_call(args.trace)
     args.user_stage = load_user_stage(args.stage_file, args.stage) if args.stage_file else None
     if call is not None:
@@ -200,7 +205,7 @@ def cmd_replay(args) -> int:
     refuse_long_walks(args, trace, list(range(LAST + 1)) if args.all else [args.stage])
     if args.all:
         return replay_all(args, trace)
-    with ReplayProgress(trace.ops, [args.stage]) as progress:
+    with ReplayProgress(trace.ops, [args.stage], stderr()) as progress:
         progress.at_stage(args.stage)
         result = run_stage(args.stage, trace, args.user_stage, progress.at_op)
     if args.summary:
@@ -312,7 +317,7 @@ def replay_all(args, trace) -> int:
     changes: list[dict[str, Any]] = []
     behaviours: list[dict[str, Any]] = []
     previous = None
-    with ReplayProgress(trace.ops, stages) as progress:
+    with ReplayProgress(trace.ops, stages, stderr()) as progress:
         for n in stages:
             progress.at_stage(n)
             try:
@@ -379,6 +384,7 @@ def add_trace(sub, prog: str) -> None:
     rp.add_argument("--xen", action=argparse.BooleanOptionalAction, default=None,
                     help="make xen_modified_memory observable")
     rp.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    rp.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     rp.set_defaults(func=cmd_trace_random)
     vp = tsub.add_parser("validate", help="check a trace file without running it", formatter_class=Formatter,
                          description="Check a trace against the rules of docs/trace-format.md.",
@@ -401,10 +407,9 @@ def cmd_trace_random(args) -> int:
     text = format_trace(trace.as_dict())
     if args.output and args.output != "-":
         try:
-            with open(args.output, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError as exc:
-            raise UserError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+            files.write_atomic(args.output, text, args.force)
+        except files.FileRefused as exc:
+            raise UserError(f"trace random: {exc}") from None
         warn(f"wrote {args.output}: {plural(len(trace.ops), 'op')}; {describe_config(trace)}")
     else:
         sys.stdout.write(text)

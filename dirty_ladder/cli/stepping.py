@@ -19,8 +19,8 @@ from ..model import (
     load_register_safely, module_path, resolve,
 )
 from .common import (
-    INLINE_DIFFS, UserError, add_command, emit_json, load_user_stage, out, pager_option, stage_number,
-    teaching_options,
+    INLINE_DIFFS, UserError, add_command, add_timeout, contained_command, emit_json, load_user_stage, out,
+    pager_option, stage_number, teaching_options,
 )
 
 
@@ -223,12 +223,16 @@ def add_diff(sub, prog: str) -> None:
     sp.add_argument("m", type=stage_number, metavar="M", nargs="?", help="second stage: diff N -> M")
     sp.add_argument("--stage-file", metavar="FILE",
                     help="a module whose class Stage stands in for the second stage (your exercise)")
+    add_timeout(sp, "reading --stage-file's module")
     teaching_options(sp, inline="show inherited code in place of super() calls (diff 19 --inline: the "
                                 "byte code that the bitmaps replace)")
     sp.set_defaults(func=cmd_diff)
 
 
 def cmd_diff(args) -> int:
+    from ..contain import inside
+    if args.stage_file and not inside():
+        return contained_command(args, "diff")
     n, m = args.n, args.m
     if m is None:
         if n == 0:

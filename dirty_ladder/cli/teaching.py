@@ -14,6 +14,7 @@ from typing import Any
 
 from stages import LAST, stage
 
+from .. import files
 from ..model import load_register_safely, spans
 from .common import (
     INLINE_DIFFS, Failure, UserError, add_command, emit_json, exercise_number, out, pager_option, plural, positive,
@@ -359,14 +360,22 @@ def cmd_exercise(args) -> int:
         if path == "-":
             sys.stdout.write(text)
             return 0
-        if os.path.exists(path) and not args.force:
-            raise UserError(f"exercise: {path} exists: give another -o FILE, or --force to overwrite it")
+        # the starter and the progress file are both written, or neither
+        hint = "give another -o FILE, or --force to overwrite it"
         try:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError as exc:
-            raise UserError(f"exercise: cannot write {path}: {exc.strerror or exc}") from None
-        exercises.record_started(args.n, path)
+            files.check_writable(path, args.force, hint)
+            progress = exercises.stage_started(args.n, path)
+            try:
+                files.staged(path, text, args.force, hint).commit()
+            except files.FileRefused:
+                progress.discard()
+                raise
+        except files.FileRefused as exc:
+            raise UserError(f"exercise: {exc}") from None
+        try:
+            progress.commit()
+        except files.FileRefused as exc:
+            raise UserError(f"exercise: wrote {path}, but not the progress file: {exc}") from None
         cls = stage(args.n)
         out(f"wrote {path}: exercise {args.n:02d}, {cls.TITLE}")
         out(f"  edit the class Stage in it so that it does what commit {args.n:02d} did;")
@@ -399,17 +408,29 @@ def add_book(sub, prog: str) -> None:
                                       "file system, no server needed. Needs the book extra (jinja2 for the "
                                       "pages, markdown-it-py for the prose, pygments for the diffs, matplotlib "
                                       "for the cost plot): pip install -e '.[book]'.")
-    sp.add_argument("out", metavar="OUT", help="the directory to write (created if needed)")
+    sp.add_argument("out", metavar="OUT", help="the directory to write: new, empty, or holding a book this "
+                                               "command wrote before (created if needed)")
+    sp.add_argument("--force", action="store_true",
+                    help="write the book into OUT even though it holds other files (none of them is removed; "
+                         "a file of the same name as a page is replaced)")
     teaching_options(sp, json="print what was written as JSON")
     sp.set_defaults(func=cmd_book)
 
 
+BOOK_MARKER = ".dirty-ladder-book"      # in OUT: the files the book wrote, so that the next run knows them
+
+
 def cmd_book(args) -> int:
-    from ..book import BookError, build
+    from .. import book
+    if not args.out.strip():
+        raise UserError(f"book: OUT is {args.out!r}: name the directory to write the book into")
     try:
-        report = build(args.out)
-    except BookError as exc:
+        report = files.write_directory(args.out, book.build, BOOK_MARKER, "book", args.force)
+    except book.BookError as exc:
         raise UserError(f"book: {exc}") from None
+    except files.FileRefused as exc:
+        raise UserError(f"book: {exc}") from None
+    report.out = args.out
     if args.json:
         emit_json({"out": str(report.out), "pages": report.pages, "seconds": round(report.seconds, 2)})
         return 0
