@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
 import sys
 import textwrap
 from typing import Any
@@ -170,13 +171,22 @@ def show_chapter(screen, ch, data: list[dict[str, Any]], top: str, full: bool, d
             show_stage(screen, ts, top, diff=diff)
 
 
-def show_glossary(screen, terms) -> None:
+BOOK_LINK = re.compile(r"\[([^\]]+)\]\(stage-(\d\d)\.html(?:#[^)]*)?\)")
+
+
+def terminal_links(text: str, top: str) -> str:
+    """Markdown written for the book, with its links to a stage page said
+    as the command that shows that stage (``tour N``)."""
+    return BOOK_LINK.sub(lambda m: f"{m.group(1)} (`{top} tour {int(m.group(2))}`)", text)
+
+
+def show_glossary(screen, terms, top: str = "dirty-ladder") -> None:
     screen.line("The glossary: the terms the stages, the register and the tour use", style="heading")
     screen.line("(dirty_ladder/glossary.toml; the book links each term's first use on every page)")
     for t in terms:
         screen.line()
         screen.line(f"{t.term}  (first matters at stage {t.stage:02d})", style="term")
-        screen.markdown(t.text, indent=2)
+        screen.markdown(terminal_links(t.text, top), indent=2)
 
 
 def cmd_tour(args) -> int:
@@ -192,7 +202,7 @@ def cmd_tour(args) -> int:
                        for t in terms])
             return 0
         screen = Screen(pager=not args.no_pager)
-        show_glossary(screen, terms)
+        show_glossary(screen, terms, args.top)
         screen.show()
         return 0
     if key is None:
