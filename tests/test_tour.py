@@ -541,6 +541,47 @@ def test_the_tb_term_says_what_tcg_needs_and_links_the_break_of_it():
             assert "every stage" in text
 
 
+def _functions_called(op: str, n: int) -> set[str]:
+    """The stage functions the bench's operation ``op`` calls at stage ``n``,
+    seen as it runs (sys.setprofile) on a guest of two words of pages."""
+    from dirty_ladder.bench.measure import Guest, make_op
+    guest = Guest(stage(n), 128 * 4096, "single")
+    operation = make_op(op, guest, 0.05, 0)
+    operation.prepare()
+    names: set[str] = set()
+
+    def profile(frame, event, arg):
+        if event == "call" and f"{os.sep}stages{os.sep}" in frame.f_code.co_filename:
+            names.add(frame.f_code.co_name)
+    sys.setprofile(profile)
+    try:
+        operation.call()
+    finally:
+        sys.setprofile(None)
+    return names
+
+
+def test_a_cost_is_shown_only_at_a_commit_that_changed_what_it_runs():
+    """Of the changes that stand out of the bench's noise, a stage shows
+    those whose operation, run at stage N-1 or N, calls a function commit N
+    changed (its API diff): stage 39 changes no range function, so its
+    1.4x on set_dirty_range is hidden; stage 37's KVM log merge runs in
+    the sync, through the machine, so its sync change is shown."""
+    from dirty_ladder import model
+    bench = json.loads((ROOT / "docs" / "bench.json").read_text(encoding="utf-8"))
+    shown_somewhere = hidden = 0
+    for n in range(1, LAST + 1):
+        changed = {x for c in model.compute_diff(n - 1, n)["changed_functions"] for x in c["name"].split(" -> ")}
+        expected = [c for c in model.noise_changes(n, bench)
+                    if (_functions_called(c["op"], n - 1) | _functions_called(c["op"], n)) & changed]
+        assert model.cost_changes(n, bench) == expected, n
+        shown_somewhere += len(expected)
+        hidden += len(model.noise_changes(n, bench)) - len(expected)
+    assert shown_somewhere > 20 and hidden >= 1
+    assert [c["op"] for c in model.cost_changes(39, bench)] == ["sync", "setup"]
+    assert "sync" in [c["op"] for c in model.cost_changes(37, bench)]
+
+
 def test_every_cost_the_tour_prints_is_the_models(capsys):
     for n in range(1, LAST + 1):
         rc, out, _ = run(capsys, "tour", str(n), "--no-diff")
