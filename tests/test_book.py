@@ -1005,3 +1005,58 @@ def test_no_glossary_term_is_linked_in_the_search_page_or_the_books_own_instruct
         text = path.read_text(encoding="utf-8")
         for m in re.finditer(r'<p[^>]*class="[^"]*\bui\b[^"]*"[^>]*>(.*?)</p>', text, re.S):
             assert 'class="term"' not in m.group(1), path.name
+
+
+def test_the_glossary_page_lists_its_terms_in_its_contents(book):
+    text = (book / "glossary.html").read_text(encoding="utf-8")
+    toc = text.partition('<aside class="page-toc"')[2].partition("</aside>")[0]
+    links = re.findall(r'href="#([^"]+)"', toc)
+    assert links == [t["id"] for t in GLOSSARY]
+    assert len(links) >= 38
+
+
+def test_short_pages_start_at_the_top_and_the_sidebar_breaks_between_words(book, chromium, tmp_path):
+    """At 1280x900: the search page's heading sits just under the top bar
+    (the grid gave the empty contents row the sidebar's height, ~200 px);
+    a sidebar title wraps at a space or after an underscore, never inside
+    an identifier ("cpu_physical_memory_reset_d / irty()")."""
+    artifacts = artifacts_dir(tmp_path)
+    chromium.open((book / "search.html").as_uri())
+    chromium.screenshot(artifacts / "book-search-page.png")
+    gap = chromium.js("""(() => {
+        const bar = document.querySelector('header.top').getBoundingClientRect();
+        const h1 = document.querySelector('main h1').getBoundingClientRect();
+        return h1.top - bar.bottom;
+    })()""")
+    assert 0 <= gap < 60, gap
+    chromium.open((book / "stage-30.html").as_uri())
+    chromium.js("document.querySelectorAll('nav.sidebar details').forEach(d => d.open = true)")
+    breaks = chromium.js("""(() => {
+        const out = [];
+        for (const a of document.querySelectorAll('nav.sidebar .toc-stages a')) {
+            const text = a.textContent;
+            const walker = document.createTreeWalker(a, NodeFilter.SHOW_TEXT);
+            let prevTop = null, prevChar = '', node;
+            while ((node = walker.nextNode())) {
+                for (let i = 0; i < node.length; i++) {
+                    const range = document.createRange();
+                    range.setStart(node, i);
+                    range.setEnd(node, i + 1);
+                    const rects = range.getClientRects();
+                    if (!rects.length) { continue; }
+                    const top = Math.round(rects[0].top);
+                    const ch = node.data[i];
+                    if (prevTop !== null && top > prevTop + 2 && ch !== ' ') {
+                        out.push({title: text, before: prevChar, at: ch});
+                    }
+                    if (ch !== ' ' || prevTop === null) { prevTop = top; }
+                    prevChar = ch;
+                }
+            }
+        }
+        return {breaks: out, wrapped: [...document.querySelectorAll('nav.sidebar .toc-stages a')]
+                .filter(a => a.getClientRects().length > 0 && a.getBoundingClientRect().height > 24).length};
+    })()""")
+    assert breaks["wrapped"] > 5                                    # the premise: titles do wrap
+    bad = [b for b in breaks["breaks"] if b["before"] not in (" ", "_")]
+    assert not bad, bad
