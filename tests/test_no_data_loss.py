@@ -1,4 +1,4 @@
-"""Nothing a user owns is lost (issue 18, part 1).
+"""Nothing a user owns is lost.
 
 Every command that writes a file writes only what the user asked for: a
 file that exists is refused, named, unless --force; the book goes into a

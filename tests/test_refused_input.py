@@ -1,6 +1,6 @@
-"""Numbers and the environment are refused as everywhere else (issue 18,
-part 3): one line and exit status 2, never a traceback, never a run that
-goes on with a value that makes no sense.  And the README's command
+"""Numbers and the environment are refused as everywhere else: one line
+and exit status 2, never a traceback, never a run that goes on with a
+value that makes no sense.  And the README's command
 reference matches what ``--help`` offers.
 """
 

@@ -1,4 +1,4 @@
-"""Every run can be stopped, and a user's code is contained (issue 18, part 2).
+"""Every run can be stopped, and a user's code is contained.
 
 Ctrl-C is a real SIGINT sent to a real process group, as a terminal sends
 it; the time to exit is measured.  A user's stage module runs in a child
@@ -26,7 +26,7 @@ import pytest
 from stages import MODULES
 
 ROOT = Path(__file__).resolve().parent.parent
-STOP_WITHIN = 2.0          # seconds from Ctrl-C to exit (issue 18's "within 2 s")
+STOP_WITHIN = 2.0          # seconds from Ctrl-C to exit: about a second, with room for a loaded machine
 
 
 def environment(tmp_path: Path) -> dict[str, str]:
