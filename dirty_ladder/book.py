@@ -92,6 +92,12 @@ def docstring_html(text: str) -> str:
     return markdown_html(text.strip())
 
 
+def break_after_underscores(text: str) -> str:
+    """``text`` as HTML that may break after an underscore (``<wbr>``), so that
+    a long identifier wraps between its words, never inside one."""
+    return html.escape(text).replace("_", "_<wbr>")
+
+
 def first_paragraph(text: str) -> str:
     return text.strip().split("\n\n")[0]
 
@@ -108,12 +114,13 @@ def _highlight(pygments, text: str, lexer: str = "diff") -> str:
 
 # ------------------------------------------------------------------ after rendering: ids, contents, glossary links
 _TAG = re.compile(r"(<[^>]+>)")
-_HEADING = re.compile(r"<(h[23])((?:\s[^>]*)?)>(.*?)</\1>", re.S)
+_HEADING = re.compile(r"<(h[23]|dt)((?:\s[^>]*)?)>(.*?)</\1>", re.S)
 # where a glossary link may not go (or would say nothing): links, code blocks,
 # headings, pictures, navigation, the replay tables, the diffs, summaries
 SKIP = ("a", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "svg", "script", "style", "title", "nav", "header",
         "aside", "footer", "summary", "figcaption", "dt")
-SKIP_CLASSES = ("replay", "highlight", "facts")
+SKIP_CLASSES = ("replay", "highlight", "facts", "ui")    # "ui": the book's own instructions, not prose
+NO_TERM_LINKS = ("glossary.html", "search.html")        # pages whose main part links no term
 
 
 def slug(text: str) -> str:
@@ -123,7 +130,8 @@ def slug(text: str) -> str:
 
 def add_contents(page: str) -> str:
     """Give every h2 and h3 of the main part an id, and fill the page's own
-    contents list (the ``<!--PAGE-TOC-->`` place) with them."""
+    contents list (the ``<!--PAGE-TOC-->`` place) with them and with every
+    ``<dt>`` that has an id (the glossary's terms), at the level of an h2."""
     head, sep, main = page.partition('<main id="content">')
     if not sep:
         return page
@@ -133,6 +141,8 @@ def add_contents(page: str) -> str:
     def heading(m: re.Match) -> str:
         tag, attrs, inner = m.group(1), m.group(2) or "", m.group(3)
         found = re.search(r'\sid="([^"]+)"', attrs)
+        if tag == "dt" and not found:                   # a definition list's term without an anchor
+            return m.group(0)
         if found:
             ident = found.group(1)
         else:
@@ -142,7 +152,7 @@ def add_contents(page: str) -> str:
             used.add(ident)
             attrs += f' id="{ident}"'
         text = html.unescape(re.sub(r"<[^>]+>", "", inner)).strip()
-        items.append((tag, ident, text))
+        items.append(("h2" if tag == "dt" else tag, ident, text))
         return f"<{tag}{attrs}>{inner}</{tag}>"
 
     main = _HEADING.sub(heading, main)
@@ -253,7 +263,8 @@ def _skipping(stack: list[str]) -> bool:
 
 # ------------------------------------------------------------------ search
 def search_entries(name: str, page: str) -> list[dict[str, str]]:
-    """One entry per section of a page (its h1, then each h2): the page's
+    """One entry per section of a page (its h1, then each h2, and each term
+    of the glossary: a ``<dt>`` with an id): the page's
     title, the section's heading, its link and its text, without pictures,
     diffs or replay tables."""
     main = page.partition('<main id="content">')[2].partition("</main>")[0]
@@ -261,7 +272,7 @@ def search_entries(name: str, page: str) -> list[dict[str, str]]:
                   r"|<script.*?</script>", " ", main, flags=re.S)
     title = html.unescape(re.sub(r"<[^>]+>", "", (re.search(r"<h1[^>]*>(.*?)</h1>", main, re.S) or
                                                    re.match("()", "")).group(1))).strip()
-    pieces = re.split(r"(<h2[^>]*>.*?</h2>|<dt[^>]*>.*?</dt>)", main, flags=re.S)
+    pieces = re.split(r"(<h2[^>]*>.*?</h2>|<dt[^>]*\sid=\"[^\"]+\"[^>]*>.*?</dt>)", main, flags=re.S)
     entries = [{"t": title or name, "h": "", "u": name, "x": _plain(pieces[0])}]
     for k in range(1, len(pieces), 2):
         m = re.match(r'<(?:h2|dt)[^>]*id="([^"]+)"[^>]*>(.*?)</(?:h2|dt)>', pieces[k], re.S)
@@ -341,6 +352,7 @@ def build(out: str | Path) -> Report:
     env.filters["json"] = value_text
     env.filters["python"] = lambda t: Markup(_highlight(pygments, t, "python"))
     env.filters["spans"] = model.spans
+    env.filters["wbr"] = lambda t: Markup(break_after_underscores(t))
     env.filters["cost"] = model.cost_text
     env.filters["seed"] = model.seed_text
 
@@ -365,7 +377,7 @@ def build(out: str | Path) -> Report:
         text = env.get_template(template).render(page=name, chapters=chapters, open_chapters=open_chapters,
                                                  **context)
         text = add_contents(text)
-        if name != "glossary.html":
+        if name not in NO_TERM_LINKS:
             text = link_terms(text, terms)
         search.extend(search_entries(name, text))
         (out / name).write_text(text, encoding="utf-8")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import inspect
 import math
 import re
@@ -779,9 +780,87 @@ def bench_noise(bench: dict[str, Any] | None) -> float:
 NOISE_FACTOR = 2      # a change is shown when larger than twice the repeats' spread
 
 
+# The function each operation of the bench calls at every stage (as
+# bench/measure.py's make_op calls it): the first name the stage has.
+OP_FUNCTIONS = {
+    "sync": ("migration_bitmap_sync",),
+    "setup": ("ram_save_setup",),
+    "set_range": ("cpu_physical_memory_set_dirty_range",),
+    "clear_range": ("cpu_physical_memory_clear_dirty_range", "cpu_physical_memory_mask_dirty_range"),
+    "get_dirty": ("cpu_physical_memory_get_dirty",),
+}
+
+
+@functools.cache
+def machine_callbacks(service: str) -> frozenset[str]:
+    """The stage functions a service of the machine calls back (``self.stage.X``
+    in machine.py, through the machine's own methods): the KVM log sync
+    (``address_space_sync_dirty_bitmap``) calls ``kvm_get_dirty_pages_log_range``."""
+    import textwrap
+    from .machine import Machine
+    out: set[str] = set()
+    todo, seen = [service], set()
+    while todo:
+        name = todo.pop()
+        fn = getattr(Machine, name, None)
+        if name in seen or not inspect.isfunction(fn):
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(fn)))):
+            if not isinstance(node, ast.Attribute):
+                continue
+            base = node.value
+            if isinstance(base, ast.Attribute) and base.attr == "stage" and \
+                    isinstance(base.value, ast.Name) and base.value.id == "self":
+                out.add(node.attr)
+            elif isinstance(base, ast.Name) and base.id == "self" and inspect.isfunction(getattr(Machine, node.attr, None)):
+                todo.append(node.attr)
+    return frozenset(out)
+
+
+@functools.cache
+def functions_run(op: str, n: int) -> frozenset[str]:
+    """The stage functions the bench's operation ``op`` runs at stage ``n``:
+    its entry function and all it calls (structure.call_edges, read from the
+    source), the machine's callbacks into the stage included."""
+    from .structure import call_edges
+    cls = stage(n)
+    edges: dict[str, set[str]] = {}
+    for caller, callee in call_edges(cls):
+        edges.setdefault(caller, set()).add(callee)
+    todo = [next(name for name in OP_FUNCTIONS[op] if function_of(cls, name) is not None)]
+    out: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in out:
+            continue
+        out.add(name)
+        todo += list(edges.get(name, ())) + list(machine_callbacks(name))
+    return frozenset(out)
+
+
+@functools.cache
+def changed_by(n: int) -> frozenset[str]:
+    """The functions commit ``n`` changed, as its API diff says (their source,
+    or their name)."""
+    diff = compute_diff(n - 1, n)
+    names = {x for c in diff["changed_functions"] for x in c["name"].split(" -> ")}
+    names |= {x for r in diff["renamed"] for x in (r["from"], r["to"])}
+    return frozenset(names)
+
+
 def cost_changes(n: int, bench: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The costs the bench saw change at rung ``n``, as this Python model's
-    timings.  A change is shown only when it stands out of the bench's own
+    timings: those of :func:`noise_changes` whose operation runs, at stage
+    ``n - 1`` or ``n``, a function commit ``n`` changed (:func:`changed_by`,
+    :func:`functions_run`).  A change anywhere else is the bench's, not the
+    commit's (stage 39 changes no range function)."""
+    return [c for c in noise_changes(n, bench)
+            if (functions_run(c["op"], n - 1) | functions_run(c["op"], n)) & changed_by(n)]
+
+
+def noise_changes(n: int, bench: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The costs the bench saw change at rung ``n`` by more than its own
     noise: every per-page timing at stage ``n`` lies outside the range of
     those at stage ``n - 1`` (min to max of the repeats), and the two medians
     differ by more than twice the larger of the two stages' repeat spreads

@@ -52,10 +52,44 @@ class Row:
     span: int = 1                    # pages one cell covers (a host page of 16 target pages)
     word_values: bool = False        # a bitmap row: write each word's value
     group: str = ""                  # rows of one group are drawn under its heading
+    short: str = ""                  # the label on a narrow terminal ("" : the label itself)
 
     @property
     def differs(self) -> bool:
         return any(c.differs for c in self.cells.values())
+
+    def cell_at(self, page: int) -> tuple[int, Cell] | None:
+        """The cell that covers ``page`` and the page it starts at (a cell
+        of a span row covers ``span`` pages from its own page)."""
+        for start in range(page, page - self.span, -1):
+            cell = self.cells.get(start)
+            if cell is not None:
+                return start, cell
+        return None
+
+
+# What the marks of a picture mean, said for each medium: the terminal
+# prints characters, the SVG fills squares.
+LEGENDS = {
+    "bits": ("# = bit set (page dirty), . = clear",
+             "filled square = bit set (page dirty), empty square = clear"),
+    "tlb": ("TLB: N = NOTDIRTY entry (the next write traps and sets the dirty bits), D = dirty entry "
+            "(writes go straight through, setting nothing), - = no entry",
+            "TLB: orange N = NOTDIRTY entry (the next write traps and sets the dirty bits), green D = dirty "
+            "entry (writes go straight through, setting nothing), white = no entry"),
+    "ranges": ("a range a-b holds both a and b", "a range a-b holds both a and b"),
+}
+TEXT, SVG = 0, 1
+
+
+def legend_text(keys: tuple[str, ...], medium: int) -> str:
+    return "; ".join(LEGENDS[k][medium] for k in keys)
+
+
+# Cells per line of a text picture: a whole word when it fits, else the
+# largest of these that does, so that a line starts at a round bit number.
+CHUNKS = (64, 32, 16, 8, 4, 2, 1)
+NBSP = "\u00a0"
 
 
 @dataclass
@@ -69,45 +103,74 @@ class Grid:
     rows: list[Row]
     marks: dict[int, str] = field(default_factory=dict)     # page -> what happens there
     notes: list[tuple[str, str, str, bool]] = field(default_factory=list)   # (label, before, after, differs)
-    legend: str = ""
+    legend: tuple[str, ...] = ()     # keys of LEGENDS
     trace: dict | None = None        # the dirty-trace/1 object replayed, when there is one
     edges: dict[int, str] = field(default_factory=dict)     # page -> a boundary before it (a block's start)
     bars: list[tuple[str, float, float, bool]] = field(default_factory=list)  # (label, first, end, differs) in pages
 
     # ---- terminal
     def text(self, width: int = 100) -> list[str]:
-        lw = min(max([len(r.label) + (2 if r.group else 0) for r in self.rows] + [10]), max(10, width - WORD - 4))
-        lines = [self.title]
-        lw = min(lw, width - WORD - 5)
-        for k0 in range(self.first - self.first % WORD, self.end, WORD):
+        """The picture as lines of at most ``width`` columns (for any width
+        from 20 up): a band per word, each row ``* LABEL CELLS``; when a
+        word's 64 cells do not fit beside the full labels, the short labels
+        (a key below says what they stand for) and, if need be, the word's
+        cells over several lines of 32, 16 or 8."""
+        width = max(1, width)
+        bands = list(range(self.first - self.first % WORD, self.end, WORD))
+        cols = max(min(k0 + WORD, self.end) - max(k0, self.first) for k0 in bands) if bands else 0
+
+        def labels(short: bool) -> list[str]:
+            return [("  " if r.group else "") + ((r.short or r.label) if short else r.label) for r in self.rows]
+
+        full = labels(False)
+        short = not (2 + max(map(len, full), default=0) + 1 + cols <= width)
+        shown = labels(True) if short else full
+        lw = max(map(len, shown), default=1)
+        lw = max(1, min(lw, width - 4))                          # a label is cut only below one cell's room
+        per_line = next((c for c in CHUNKS if c <= max(1, width - 3 - lw)), 1)
+        lines = _wrap(self.title, width)
+        for k0 in bands:
             a, b = max(k0, self.first), min(k0 + WORD, self.end)
-            lines.append(f"  word {k0 // WORD}: pages {a}-{b - 1}"
-                         + (f" (bit {a - k0} to bit {b - 1 - k0})" if (a, b) != (k0, k0 + WORD) else " (bits 0-63)"))
-            marks = "".join("v" if p in self.marks else " " for p in range(a, b))
-            if marks.strip():
-                lines.append(f"  {'':<{lw}} {marks}".rstrip())
-            group = None
-            for row in self.rows:
-                if row.group != group and row.group:
-                    lines.append(f"  {row.group}")
-                group = row.group
-                mark = "*" if _band_differs(row, a, b) else " "
-                indent = "  " if row.group else ""
-                lines.append(f"{mark} {(indent + row.label)[:lw]:<{lw}} {_row_text(row, a, b)}".rstrip())
+            lines += _wrap(f"word {k0 // WORD}: {_span('page', a, b - 1)} ({_span('bit', a - k0, b - 1 - k0)})",
+                           width, "  ", "    ")
+            for c0 in range(a, b, per_line):
+                c1 = min(c0 + per_line, b)
+                if (c0, c1) != (a, b):
+                    lines += _wrap(f"{_span('page', c0, c1 - 1)} ({_span('bit', c0 - k0, c1 - 1 - k0)})", width,
+                                   "   ", "     ")
+                lines += self._chunk(c0, c1, shown, lw, width)
         for page, what in sorted(self.marks.items()):
-            lines += textwrap.wrap(f"v page {page}: {what}", width - 2, initial_indent="  ", subsequent_indent="    ")
+            lines += _wrap(f"v page {page}: {what}", width, "  ", "    ")
         for page, what in sorted(self.edges.items()):
-            lines += textwrap.wrap(f"| page {page}: {what}", width - 2, initial_indent="  ", subsequent_indent="    ")
+            lines += _wrap(f"| page {page}: {what}", width, "  ", "    ")
         for label, first, end, differs in self.bars:
-            lines += textwrap.wrap(f"{label}: pages {first:g} to {end:g}", width - 2, subsequent_indent="    ",
-                                   initial_indent="* " if differs else "  ")
+            lines += _wrap(f"{label}", width, "* " if differs else "  ", "    ")
         for label, before, after, differs in self.notes:
-            lines += textwrap.wrap(f"{label}: {before} -> {after}", width - 2, subsequent_indent="    ",
-                                   initial_indent="* " if differs else "  ")
+            lines += _wrap(f"{label}: {before} -> {after}", width, "* " if differs else "  ", "    ")
+        if short:
+            key = [f"{s.strip()} = {f.strip()}".replace(" ", NBSP) for s, f in dict(zip(shown, full)).items()
+                   if s != f]
+            if key:                                       # an item is cut only when longer than a line
+                lines += [x.replace(NBSP, " ") for x in _wrap("(rows: " + "; ".join(key) + ")", width, "  ", "   ")]
         legend = ("*: differs between the stages; " if any(r.differs for r in self.rows) or any(
-            n[3] for n in self.notes) else "") + self.legend
-        if legend:
-            lines += textwrap.wrap(f"({legend})", width - 2, initial_indent="  ", subsequent_indent="   ")
+            n[3] for n in self.notes) else "") + legend_text(self.legend, TEXT)
+        if legend.strip("; "):
+            lines += _wrap(f"({legend.rstrip('; ')})", width, "  ", "   ")
+        return lines
+
+    def _chunk(self, a: int, b: int, shown: list[str], lw: int, width: int) -> list[str]:
+        """The rows over pages [a, b): one line each, group headings above."""
+        lines = []
+        marks = "".join("v" if p in self.marks else " " for p in range(a, b))
+        if marks.strip():
+            lines.append(f"  {'':<{lw}} {marks}".rstrip()[:width])
+        group = None
+        for row, label in zip(self.rows, shown):
+            if row.group != group and row.group:
+                lines += _wrap(row.group, width, "  ", "    ")
+            group = row.group
+            mark = "*" if _band_differs(row, a, b) else " "
+            lines.append(f"{mark} {label[:lw]:<{lw}} {_row_text(row, a, b)}".rstrip())
         return lines
 
     # ---- book
@@ -115,23 +178,40 @@ class Grid:
         return _grid_svg(self)
 
 
+def _span(what: str, first: int, last: int) -> str:
+    """``pages 3-7``, or ``page 3`` when there is one: both ends included."""
+    return f"{what} {first}" if first == last else f"{what}s {first}-{last}"
+
+
+def _wrap(text: str, width: int, first: str = "", rest: str = "") -> list[str]:
+    """``text`` wrapped to ``width`` columns, no line longer even when a word is."""
+    return textwrap.wrap(text, max(1, width), initial_indent=first, subsequent_indent=rest,
+                         break_long_words=True, break_on_hyphens=False) or [""]
+
+
 def _row_text(row: Row, a: int, b: int) -> str:
+    """The cells of pages [a, b): a cell's mark, or for a cell that covers
+    several pages ``[###]`` over them (cut where [a, b) cuts it)."""
     out = []
-    p = a
-    while p < b:
-        cell = row.cells.get(p)
-        if row.span > 1 and cell is not None:
-            n = min(row.span, b - p)
-            out.append(("[" + cell.mark * max(0, n - 2) + "]")[:n] if n > 1 else cell.mark)
-            p += n
+    for p in range(a, b):
+        found = row.cell_at(p)
+        if found is None:
+            out.append(" ")
             continue
-        out.append(cell.mark if cell is not None else " ")
-        p += 1
+        start, cell = found
+        if row.span == 1:
+            out.append(cell.mark)
+        elif p == start:
+            out.append("[")
+        elif p == start + row.span - 1:
+            out.append("]")
+        else:
+            out.append(cell.mark)
     return "".join(out)
 
 
 def _band_differs(row: Row, a: int, b: int) -> bool:
-    return any(c.differs for p, c in row.cells.items() if a <= p < b)
+    return any(c.differs for p, c in row.cells.items() if a <= p < b or p < a < p + row.span)
 
 
 # ------------------------------------------------------------------ the flag byte
@@ -152,14 +232,30 @@ class FlagBytes:
     trace: dict | None = None
 
     def text(self, width: int = 100) -> list[str]:
-        lines = [self.title]
-        head = "  " + " " * 10 + " ".join(f"{'bit ' + str(b):>9}" for b in range(7, -1, -1))
-        lines.append(head)
-        for v in self.views:
-            bits = " ".join(f"{(v.value >> b) & 1:>9}" for b in range(7, -1, -1))
-            lines.append(f"  stage {v.stage:02d}  {bits}   = {v.value:#04x}")
-            names = " ".join(f"{v.names[b]:>9}" for b in range(7, -1, -1))
-            lines.append(f"  {'':<10}{names}")
+        """The byte bit 7 to bit 0, each bit with its value and its owner,
+        a line of eight bits when that fits in ``width`` columns (it does at
+        100), else of four (two lines a byte), two or one."""
+        cw = max(len(name) for v in self.views for name in v.names + ["bit 7"]) + 1
+        value = "   = 0x00"
+        for name in ("stage {:02d}", "{:02d}"):             # the stage's label, shorter when narrow
+            head = 2 + len(name.format(0))
+            per_line = next((k for k in (8, 4, 2, 1) if head + k * cw + (len(value) if k == 8 else 0) <= width),
+                            0)
+            if per_line:
+                break
+        per_line = per_line or 1
+        lines = _wrap(self.title, width)
+        for top in range(7, -1, -per_line):
+            bits = range(top, top - per_line, -1)
+            lines.append(" " * head + "".join(f"{'bit ' + str(b):>{cw}}" for b in bits))
+            for v in self.views:
+                tail = f"   = {v.value:#04x}" if per_line == 8 else ""
+                lines.append(f"  {name.format(v.stage)}" + "".join(f"{(v.value >> b) & 1:>{cw}}" for b in bits)
+                             + tail)
+                lines.append(" " * head + "".join(f"{v.names[b]:>{cw}}" for b in bits))
+        if per_line < 8:
+            lines += _wrap("the byte: " + ", ".join(f"stage {v.stage:02d} = {v.value:#04x}" for v in self.views),
+                           width, "  ", "    ")
         return [line[:width] for line in lines]
 
     def svg(self) -> str:
@@ -197,16 +293,17 @@ def _dirty(m: Machine, client: str) -> set[int]:
 
 
 def _bits_row(label: str, pages: set[int], other: set[int] | None, first: int, end: int,
-              word_values: bool = False, on: str = "#", off: str = ".") -> Row:
+              word_values: bool = False, on: str = "#", off: str = ".", short: str = "") -> Row:
     cells = {}
     for p in range(first, end):
         inside = p in pages
         cells[p] = Cell(on if inside else off, inside, other is not None and inside != (p in other),
                         f"page {p}: {'set' if inside else 'clear'}")
-    return Row(label, cells, word_values=word_values)
+    return Row(label, cells, word_values=word_values, short=short)
 
 
-def _tlb_row(label: str, tlb: dict[int, bool], other: dict[int, bool] | None, first: int, end: int) -> Row:
+def _tlb_row(label: str, tlb: dict[int, bool], other: dict[int, bool] | None, first: int, end: int,
+             short: str = "") -> Row:
     cells = {}
     for p in range(first, end):
         if p not in tlb and (other is None or p not in other):
@@ -217,7 +314,7 @@ def _tlb_row(label: str, tlb: dict[int, bool], other: dict[int, bool] | None, fi
                 "D": "dirty: writes go straight through"}[mark]
         cells[p] = Cell(mark, entry is True,
                         other is not None and other.get(p) != entry, f"page {p}: {what}")
-    return Row(label, cells)
+    return Row(label, cells, short=short)
 
 
 def _tlb_of(state_tlb: dict[str, list[list[int]]]) -> dict[int, bool]:
@@ -226,9 +323,7 @@ def _tlb_of(state_tlb: dict[str, list[list[int]]]) -> dict[int, bool]:
     return out
 
 
-TLB_LEGEND = "TLB: N = NOTDIRTY entry (the next write traps and sets the dirty bits), D = dirty entry " \
-             "(writes go straight through, setting nothing), - = no entry"
-BITS_LEGEND = "# = bit set (page dirty), . = clear"
+SHORT = {"vga": "vga", "code": "code", "migration": "mig"}     # a client's name on a narrow terminal
 
 
 # ------------------------------------------------------------------ the structure each commit changes
@@ -284,11 +379,12 @@ def bytes_and_bitmaps_picture(a: int = 18, b: int = 19) -> Grid:
         data = ma.stage.ram_list.phys_dirty
         rows.append(Row(f"{a:02d}: phys_dirty byte", {
             p: Cell(f"{int(data[p]):x}" if data[p] < 16 else "#", bool(data[p]), False,
-                    f"page {p}: byte {int(data[p]):#04x}") for p in range(end)}))
+                    f"page {p}: byte {int(data[p]):#04x}") for p in range(end)}, short=f"{a:02d}: byte"))
     for c in CLIENTS:
         pa, pb = _dirty(ma, c), _dirty(mb, c)
         n = mb.client_number(c)
-        rows.append(_bits_row(f"{b:02d}: dirty_memory[{n}] {c}", pb, pa, 0, end, word_values=True))
+        rows.append(_bits_row(f"{b:02d}: dirty_memory[{n}] {c}", pb, pa, 0, end, word_values=True,
+                              short=f"{b:02d}: {SHORT[c]}"))
     return Grid("bytes-and-bitmaps", f"Flag bytes (stage {a:02d}) and the three bitmaps (stage {b:02d})",
                 f"The same dirty state after one trace, page by page: at stage {a:02d} one byte per page "
                 f"(the hex digit is the byte: 1 VGA, 2 CODE, 4 MIGRATION), at stage {b:02d} one bit per page in "
@@ -296,7 +392,7 @@ def bytes_and_bitmaps_picture(a: int = 18, b: int = 19) -> Grid:
                 f"page 64 the first of word 1. 8 bits a page become 3.",
                 0, end, rows, {62: "set_dirty of pages 62-65 crosses the word boundary",
                                127: "a TCG write, last bit of word 1", 128: "a TCG write, first bit of word 2"},
-                legend=BITS_LEGEND, trace=trace)
+                legend=("bits",), trace=trace)
 
 
 class _RecordingMachine(Machine):
@@ -334,34 +430,42 @@ def tlb_reset_picture(a: int = 29, b: int = 30) -> Grid:
     rows = []
     for n, m, o, f, fo in ((a, ma, mb, fa, fb), (b, mb, ma, fb, fa)):
         group = f"stage {n:02d}"
-        rows += [_bits_row("vga after the reset", _dirty(m, "vga"), _dirty(o, "vga"), 0, 4),
-                 _tlb_row("TLB after the reset", m.tlb, o.tlb, 0, 4),
-                 _bits_row("vga after the write", _dirty(f, "vga"), _dirty(fo, "vga"), 0, 4)]
+        rows += [_bits_row("vga after the reset", _dirty(m, "vga"), _dirty(o, "vga"), 0, 4, short="vga reset"),
+                 _tlb_row("TLB after the reset", m.tlb, o.tlb, 0, 4, short="TLB reset"),
+                 _bits_row("vga after the write", _dirty(f, "vga"), _dirty(fo, "vga"), 0, 4, short="vga write")]
         for row in rows[-3:]:
             row.group = group
-    bars = [(f"reset: bytes {reset['addr']}-{reset['addr'] + reset['len']}", reset["addr"] / page,
+    bars = [(f"the reset: {_byte_span(reset['addr'], reset['len'])}", reset["addr"] / page,
              (reset["addr"] + reset["len"]) / page, False)]
     for n, m, o in ((a, ma, mb), (b, mb, ma)):
         for s1, length in m.tlb_resets:
-            bars.append((f"stage {n:02d} TLB reset: {s1}+{length}", s1 / page, (s1 + length) / page,
+            bars.append((f"stage {n:02d} TLB reset: {_byte_span(s1, length)}", s1 / page, (s1 + length) / page,
                          m.tlb_resets != o.tlb_resets))
 
     def ranges(m: _RecordingMachine) -> str:
-        return ", ".join(f"bytes {s}-{s + n} ({_page_span(s, n)})" for s, n in m.tlb_resets) or "none"
+        return ", ".join(_byte_span(s, n) for s, n in m.tlb_resets) or "none"
     notes = [("range handed to the TLB reset (cpu_tlb_reset_dirty_all)", ranges(ma), ranges(mb),
               ma.tlb_resets != mb.tlb_resets)]
     return Grid("tlb-reset", f"Resetting an unaligned range under TCG, stages {a:02d} and {b:02d}",
-                f"Four pages, each with a dirty TLB entry; the VGA bits of bytes {reset['addr']} to "
-                f"{reset['addr'] + reset['len']} are reset, which touches pages 0 and 1; then the guest writes to "
+                f"Four pages, each with a dirty TLB entry; the VGA bits of "
+                f"{_byte_span(reset['addr'], reset['len'])} are reset; then the guest writes to "
                 f"page 1 through its TLB entry. The TLB reset must cover every page whose bits it cleared: where "
                 f"the entry stays dirty (D), the write goes straight through and sets no bit, a lost VGA write.",
-                0, 4, rows, {1: "the last page of the reset, written afterwards"}, notes, TLB_LEGEND, full,
+                0, 4, rows, {1: "the last page of the reset, written afterwards"}, notes, ("bits", "tlb", "ranges"), full,
                 bars=bars)
 
 
 def _page_span(start: int, length: int) -> str:
+    """The pages a byte range touches, both ends included."""
     first, last = start // TARGET_PAGE_SIZE, (start + length - 1) // TARGET_PAGE_SIZE
     return "no page" if length <= 0 else f"page {first}" if first == last else f"pages {first}-{last}"
+
+
+def _byte_span(start: int, length: int) -> str:
+    """A byte range and the pages it touches, both written first-last, ends included."""
+    if length <= 0:
+        return f"no bytes (at byte {start})"
+    return f"bytes {start}-{start + length - 1} ({_page_span(start, length)})"
 
 
 def kvm_log_picture(a: int, b: int, host_page_size: int) -> Grid:
@@ -383,12 +487,14 @@ def kvm_log_picture(a: int, b: int, host_page_size: int) -> Grid:
                                    f"host page {h} = target pages {h * hpratio}-{(h + 1) * hpratio - 1}: "
                                    f"{'written' if h in log_pages else 'clean'}")
                  for h in range(size // host_page_size)}
-    rows = [Row("KVM log, word 0", log_cells, span=hpratio)]
+    rows = [Row("KVM log, word 0", log_cells, span=hpratio, short="log")]
     ma, mb = _machine(a, after), _machine(b, after)
     for c in ("migration",):
         pa, pb = _dirty(ma, c), _dirty(mb, c)
-        rows.append(_bits_row(f"{a:02d}: {c} after sync", pa, pb, 0, WORD, word_values=True))
-        rows.append(_bits_row(f"{b:02d}: {c} after sync", pb, pa, 0, WORD, word_values=True))
+        rows.append(_bits_row(f"{a:02d}: {c.upper()} bitmap after kvm_sync", pa, pb, 0, WORD, word_values=True,
+                              short=f"{a:02d}: {SHORT[c]}"))
+        rows.append(_bits_row(f"{b:02d}: {c.upper()} bitmap after kvm_sync", pb, pa, 0, WORD, word_values=True,
+                              short=f"{b:02d}: {SHORT[c]}"))
     same = all(_dirty(ma, c) == _dirty(mb, c) for c in CLIENTS)
     hp = "4 KiB host pages (hpratio 1)" if hpratio == 1 else f"{host_page_size // 1024} KiB host pages (hpratio {hpratio})"
     return Grid(f"kvm-log-{host_page_size // 1024}k", f"The KVM dirty log merged into the bitmaps, {hp}",
@@ -399,16 +505,17 @@ def kvm_log_picture(a: int, b: int, host_page_size: int) -> Grid:
                 + f". The VGA and CODE bitmaps get the same bits as MIGRATION"
                 + (". Both stages mark the same pages." if same else
                    f"; stage {b:02d} marks other pages than stage {a:02d}."),
-                0, WORD, rows, {h * hpratio: f"host page {h} written" for h in hosts}, legend=BITS_LEGEND,
+                0, WORD, rows, {h * hpratio: f"host page {h} written" for h in hosts}, legend=("bits",),
                 trace=after)
 
 
 def _migration_rows(group: str, m: Machine, other: Machine | None, end: int) -> list[Row]:
     o_source = _dirty(other, "migration") if other is not None else None
     o_bitmap = _pages(other.state()["migration"]["bitmap"]) if other is not None else None
-    rows = [_bits_row("MIGRATION client bitmap", _dirty(m, "migration"), o_source, 0, end, word_values=True),
+    rows = [_bits_row("MIGRATION client bitmap", _dirty(m, "migration"), o_source, 0, end, word_values=True,
+                      short="mig client"),
             _bits_row("migration_bitmap", _pages(m.state()["migration"]["bitmap"]), o_bitmap, 0, end,
-                      word_values=True),
+                      word_values=True, short="mig bitmap"),
             _tlb_row("TLB", m.tlb, other.tlb if other is not None else None, 0, end)]
     for row in rows:
         row.group = group
@@ -446,10 +553,13 @@ def migration_sync_picture(a: int = 38, b: int = 39) -> Grid:
                 f"100-119. After migration setup pages 0-2 are sent; then the guest writes pages 1, 2 and 105 "
                 f"under TCG, which makes their TLB entries dirty (D). A sync moves the MIGRATION client's bits "
                 f"into migration_bitmap and must make each page's entry NOTDIRTY (N) again, or the next write to "
-                f"that page sets no bit. Page 105 belongs to the second block: a sync of the first block that "
-                f"takes its last word whole takes page 105 too.",
+                f"that page sets no bit. Page 105 belongs to the second block, which starts off a 64-page "
+                f"boundary, so its own sync walks it page by page and makes its entry NOTDIRTY, as at stage "
+                f"{a:02d}. At stage {b:02d} the first block's sync takes its last word (pages 64-127) whole, page "
+                f"105 with it: migration_bitmap and migration_dirty_pages come out the same, and the only sign "
+                f"of it is page 105's TLB entry, which the word path leaves dirty (D).",
                 0, end, rows + again_rows, {1: "written", 2: "written", 105: "written"}, notes,
-                BITS_LEGEND + "; " + TLB_LEGEND, again, edges={100: "the second RAM block starts"})
+                ("bits", "tlb"), again, edges={100: "the second RAM block starts"})
 
 
 # Which pictures show the structure each commit changes.
@@ -518,14 +628,14 @@ def entry_picture(replay: dict[str, Any], kind: str) -> Grid | None:
     end = min(end, MAX_PAGES)
     rows: list[Row] = []
 
-    def pair(name: str, pa: set[int], pb: set[int]) -> None:
+    def pair(name: str, short: str, pa: set[int], pb: set[int]) -> None:
         if not pa and not pb:
             return
-        rows.append(_bits_row(f"{name}, stage {a:02d}", pa, pb, 0, end))
-        rows.append(_bits_row(f"{name}, stage {b:02d}", pb, pa, 0, end))
+        rows.append(_bits_row(f"{name}, stage {a:02d}", pa, pb, 0, end, short=f"{short} {a:02d}"))
+        rows.append(_bits_row(f"{name}, stage {b:02d}", pb, pa, 0, end, short=f"{short} {b:02d}"))
 
     for c in CLIENTS:
-        pair(f"{c} dirty", _flat_pages(sa["dirty"][c]), _flat_pages(sb["dirty"][c]))
+        pair(f"{c} dirty", SHORT[c], _flat_pages(sa["dirty"][c]), _flat_pages(sb["dirty"][c]))
     if "tlb" in sa:
         ta, tb = _tlb_of(sa["tlb"]), _tlb_of(sb["tlb"])
     else:                                          # an API call: the pages with a NOTDIRTY entry
@@ -535,12 +645,12 @@ def entry_picture(replay: dict[str, Any], kind: str) -> Grid | None:
             ta.setdefault(p, False)
             tb.setdefault(p, False)
     if ta or tb:
-        rows.append(_tlb_row(f"TLB, stage {a:02d}", ta, tb, 0, end))
-        rows.append(_tlb_row(f"TLB, stage {b:02d}", tb, ta, 0, end))
-    pair("TB pages", _flat_pages(sa.get("tb_pages", [])), _flat_pages(sb.get("tb_pages", [])))
-    pair("KVM log", _kvm_pages(sa, host), _kvm_pages(sb, host))
+        rows.append(_tlb_row(f"TLB, stage {a:02d}", ta, tb, 0, end, short=f"TLB {a:02d}"))
+        rows.append(_tlb_row(f"TLB, stage {b:02d}", tb, ta, 0, end, short=f"TLB {b:02d}"))
+    pair("TB pages", "TB", _flat_pages(sa.get("tb_pages", [])), _flat_pages(sb.get("tb_pages", [])))
+    pair("KVM log", "log", _kvm_pages(sa, host), _kvm_pages(sb, host))
     if sa.get("migration") or sb.get("migration"):
-        pair("migration_bitmap", _pages((sa.get("migration") or {}).get("bitmap", [])),
+        pair("migration_bitmap", "mbitmap", _pages((sa.get("migration") or {}).get("bitmap", [])),
              _pages((sb.get("migration") or {}).get("bitmap", [])))
     notes = []
     for row in part.get("rows", []):
@@ -552,14 +662,14 @@ def entry_picture(replay: dict[str, Any], kind: str) -> Grid | None:
     shown = {r.label.rsplit(",", 1)[0] for r in rows if r.differs}
     what = ", ".join(sorted(shown)) if shown else "no page row"
     caption = (f"The entry's {'minimal trace' if kind == 'trace' else 'minimal call'} on stages {a:02d} and {b:02d}: "
-               f"one cell per page (0 to {end - 1}), a row per stage for each observable that holds pages; "
+               f"one cell per page (pages 0-{end - 1}), a row per stage for each observable that holds pages; "
                f"outlined: the cells that differ ({what}).")
     if notes:
         caption += " Below: the other observables that differ" + (" and the representation itself." if any(
             n[0].startswith("repr:") for n in notes) else ".")
     return Grid(f"entry-{replay['id']}-{kind}", f"What differs, drawn: stage {a:02d} against stage {b:02d}",
                 caption, 0, end,
-                rows, {}, notes, BITS_LEGEND + ("; " + TLB_LEGEND if ta or tb else ""),
+                rows, {}, notes, ("bits", "tlb") if ta or tb else ("bits",),
                 part.get("trace") if kind == "trace" else None)
 
 
@@ -608,7 +718,7 @@ def _grid_svg(g: Grid) -> str:
             return lw + (page - colstart) * cw
 
         parts.append(f'<text x="4" y="{y + 11}" font-size="12" font-weight="bold" {FONT}>word {k0 // WORD}: '
-                     f'pages {a}-{b - 1}, bits {a - k0}-{b - 1 - k0}</text>')
+                     f'{_span("page", a, b - 1)}, {_span("bit", a - k0, b - 1 - k0)}</text>')
         y += 18
         for p in range(a, b):
             x = x_of(p)
@@ -632,8 +742,7 @@ def _grid_svg(g: Grid) -> str:
                          f'{FONT} fill="{colour}">{_esc(label)}</text>')
             if hi > lo:
                 parts.append(f'<rect x="{x_of(lo):.1f}" y="{y + 3}" width="{(hi - lo) * cw:.1f}" height="{CH - 6}" '
-                             f'fill="{COLOURS["mark"]}" opacity="0.75"><title>{_esc(label)}: pages {first:g} to '
-                             f'{last:g}</title></rect>')
+                             f'fill="{COLOURS["mark"]}" opacity="0.75"><title>{_esc(label)}</title></rect>')
             parts.append("</g>")
             y += CH + GAP
         group = None
@@ -686,10 +795,12 @@ def _grid_svg(g: Grid) -> str:
         parts.append(f'<text x="4" y="{y + 11}" font-size="10" {FONT} fill="{COLOURS["mark"]}">{_esc(text)}</text>')
         width = max(width, _text_width(text, 10))
         y += 14
-    if g.legend:
-        parts.append(f'<text x="4" y="{y + 11}" font-size="10" {FONT} fill="#555">{_esc(g.legend)}</text>')
-        width = max(width, _text_width(g.legend, 10))
-        y += 16
+    for key in g.legend:                              # the SVG's own legend: squares, not characters
+        text = LEGENDS[key][SVG]
+        parts.append(f'<text class="legend" x="4" y="{y + 11}" font-size="10" {FONT} fill="#555">'
+                     f'{_esc(text)}</text>')
+        width = max(width, _text_width(text, 10))
+        y += 14
     height = y + 4
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="picture" id="pic-{_esc(g.id)}" role="img" '
             f'aria-label="{_esc(g.title)}" viewBox="0 0 {width} {height}" width="{width}" height="{height}">'

@@ -31,6 +31,18 @@ def terminal_size() -> os.terminal_size:
     return shutil.get_terminal_size((MAX_WIDTH, 40))
 
 
+def _cell(value: Any):
+    """A table cell: its text, or for a pair (first, second) the first line
+    and, indented below it, the second (wrapped under its own indent)."""
+    if not isinstance(value, tuple):
+        return str(value)
+    from rich.console import Group
+    from rich.padding import Padding
+    from rich.text import Text
+    first, second = value
+    return Group(Text(str(first)), Padding(Text(str(second), style="dim"), (0, 0, 0, 2)))
+
+
 class Screen:
     """One command's output, rendered by rich into memory, then written to
     ``file`` (or paged) by :meth:`show`."""
@@ -102,17 +114,22 @@ class Screen:
         self.console.print(Padding(syntax, (0, 0, 0, indent)) if indent else syntax)
 
     def table(self, columns: list[str], rows: list[list[Any]], styles: list[str | None] | None = None,
-              no_wrap: tuple[int, ...] = (), indent: int = 0, title: str | None = None) -> None:
-        """A table that fits the width: the columns not in ``no_wrap`` fold."""
+              no_wrap: tuple[int, ...] = (), indent: int = 0, title: str | None = None,
+              max_widths: dict[int, int] | None = None) -> None:
+        """A table that fits the width: the columns not in ``no_wrap`` wrap
+        at spaces (a word longer than its column folds); ``max_widths``
+        caps a column so that the others get the room.  A cell may hold
+        several lines."""
         from rich import box
         from rich.padding import Padding
         from rich.table import Table
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False, title=title,
-                      title_justify="left", header_style="bold")
+                      title_justify="left", header_style="bold", title_style="bold", collapse_padding=True)
         for k, name in enumerate(columns):
-            table.add_column(name, no_wrap=k in no_wrap, overflow="fold")
+            table.add_column(name, no_wrap=k in no_wrap, overflow="fold",
+                             max_width=(max_widths or {}).get(k))
         for k, row in enumerate(rows):
-            table.add_row(*[str(x) for x in row], style=(styles[k] if styles else None))
+            table.add_row(*[_cell(x) for x in row], style=(styles[k] if styles else None))
         self.console.print(Padding(table, (0, 0, 0, indent)) if indent else table)
 
     # ---- the end

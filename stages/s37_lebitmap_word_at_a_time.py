@@ -16,8 +16,8 @@ Behaviour is NOT kept (registered):
   page; ORing words maps host page n to target page n.  With 64 KiB host
   pages (hpratio 16) that marks the wrong pages and misses most of the right
   ones.  Fixed upstream by f9ee9f9ac "exec: fix ram_list dirty map
-  optimization" (Alexey Kardashevskiy, 2014-01-30), which takes the fast path
-  only when ``hpratio == 1``.
+  optimization" (Alexey Kardashevskiy, 2014-01-30, committed 2014-02-04),
+  which takes the fast path only when ``hpratio == 1``.
 - Xen is told ``xen_modified_memory(start, pages)``: a page count where a
   length in bytes belongs, and once per sync of an aligned block even when
   its log is empty, instead of once per dirty host page.  Upstream

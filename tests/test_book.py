@@ -265,6 +265,27 @@ def test_the_cost_page_has_the_plot(book):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
 
 
+def test_book_help_says_what_the_book_is(capsys):
+    """``book --help`` names every library of the book extra (pyproject.toml),
+    every page the sidebar lists beside the chapters and stages, says that
+    search is a script (not "no JavaScript"), and that the pictures are of
+    each structure and each register entry, not of the three bitmaps only."""
+    from dirty_ladder.book import EXTRA_PAGES
+    assert cli.main(["book", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    for requirement in extra["book"]:
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0)
+        assert name in text, name
+    for href, title in EXTRA_PAGES:
+        if href.startswith("stage-"):
+            continue
+        assert title.lower().split()[-1] in text.lower(), title
+    assert "search" in text and "script" in text
+    assert not re.search(r"\bno JavaScript\b", text)
+    assert "three bitmaps" not in text and "each structure" in text and "register entry" in text
+
+
 def test_without_the_extra_book_is_one_line_naming_it(monkeypatch, tmp_path, capsys):
     import builtins
     real = builtins.__import__
@@ -320,6 +341,23 @@ def test_the_structure_pages_have_their_pictures_with_pages_and_words_labelled(b
     big = next(f for f in parse(pages[19]).figures if f["id"] == "bytes-and-bitmaps")
     for label in ("word 0: pages 0-63", "word 1: pages 64-127", "word 2: pages 128-"):
         assert label in big["text"]
+
+
+def test_each_medium_has_its_own_legend(book):
+    """The SVG fills squares and letters cells: its legend says so, and
+    never the terminal's characters ("# = bit set", "- = no entry")."""
+    seen = 0
+    for path in stage_pages(book).values():
+        for fig in parse(path).figures:
+            if fig["id"].startswith("flag-byte"):
+                continue
+            text = fig["text"]
+            assert "# = bit set" not in text and ". = clear" not in text and "- = no entry" not in text, fig["id"]
+            assert "filled square = bit set" in text, fig["id"]
+            if any(label.split(" / ")[-1].startswith("TLB") for label in fig["rows"]):
+                assert "white = no entry" in text, fig["id"]
+            seen += 1
+    assert seen >= 30
 
 
 def test_stage_19_draws_the_bytes_and_the_bitmaps_replay_gives(book, capsys, tmp_path):
@@ -383,10 +421,10 @@ def test_stage_37_draws_a_log_word_beside_the_pages_it_covers(book, capsys, tmp_
         assert {p // ratio for p, (m, _, _) in log.items() if m == "1"} == written
         for n in (36, 37):
             got = _pages(_replay(capsys, tmp_path, trace, n)["state"]["dirty"]["migration"])
-            assert _on(fig["rows"][f"{n}: migration after sync"]) == got, (ident, n)
+            assert _on(fig["rows"][f"{n}: MIGRATION bitmap after kvm_sync"]) == got, (ident, n)
     fig, _ = _figure(page, "kvm-log-64k")
-    assert _on(fig["rows"]["36: migration after sync"]) == set(range(16, 48))   # 16 target pages a host page
-    assert _on(fig["rows"]["37: migration after sync"]) == {1, 2}               # the bug
+    assert _on(fig["rows"]["36: MIGRATION bitmap after kvm_sync"]) == set(range(16, 48))   # 16 target pages a host page
+    assert _on(fig["rows"]["37: MIGRATION bitmap after kvm_sync"]) == {1, 2}               # the bug
 
 
 def test_stage_39_draws_the_migration_sync_and_its_tlb(book, capsys, tmp_path):
@@ -404,6 +442,17 @@ def test_stage_39_draws_the_migration_sync_and_its_tlb(book, capsys, tmp_path):
         again = fig["rows"][f"MIGRATION client after the guest writes pages 1 and 105 again / stage {n}"]
         assert _on(again) == _pages(final), n
     assert "the second RAM block starts" in fig["text"] and "word 1: pages 64-" in fig["text"]
+    # the caption's claim: block 0's whole-word sync takes page 105, and the only sign is its TLB entry
+    after = {n: fig["rows"][f"stage {n} after the sync / TLB"] for n in (38, 39)}
+    assert after[38][105][0] == "N" and after[39][105][0] == "D"
+    for name in ("migration_bitmap", "MIGRATION client bitmap"):
+        assert _on(fig["rows"][f"stage 38 after the sync / {name}"]) == \
+            _on(fig["rows"][f"stage 39 after the sync / {name}"]), name
+    assert "migration_dirty_pages after the sync: " in fig["text"]
+    count = re.search(r"migration_dirty_pages after the sync(?: \(differs\))?: (\d+) \u2192 (\d+)", fig["text"])
+    assert count and count.group(1) == count.group(2)
+    assert "the only sign of it is page 105's TLB entry" in fig["text"]
+    assert "takes page 105 too" not in fig["text"]
 
 
 def test_every_register_entry_picture_labels_what_differs(book):
@@ -493,7 +542,7 @@ class Uses(HTMLParser):
     def handle_data(self, data):
         if not self._main:
             return
-        skip = any(t in self.SKIP or any(c in cls.split() for c in ("replay", "highlight", "facts"))
+        skip = any(t in self.SKIP or any(c in cls.split() for c in ("replay", "highlight", "facts", "ui"))
                    for t, cls, _ in self._stack)
         links = [(cls, href) for t, cls, href in self._stack if t == "a"]
         term = links[-1][1].split("#")[1] if links and links[-1][0] == "term" else None
@@ -514,7 +563,7 @@ def test_every_page_links_the_first_use_of_each_term(book):
                          + r")(?![\w-])")
     checked = 0
     for path in sorted(book.glob("*.html")):
-        if path.name == "glossary.html":
+        if path.name in ("glossary.html", "search.html"):      # the glossary itself; the search page links none
             continue
         uses = Uses()
         uses.feed(path.read_text(encoding="utf-8"))
@@ -901,3 +950,113 @@ def test_the_book_in_a_headless_browser(book, chromium, tmp_path):
 
 def stage_page_name(n: int) -> str:
     return f"stage-{n:02d}.html"
+
+
+def test_search_in_the_browser_counts_and_lists_every_result(book, chromium):
+    """search.html?q=NOTDIRTY lists every section that holds the word (there
+    are more than the 30 it used to stop at) and says how many; a section
+    whose own heading and text lack the word is not a result just because
+    its page's title has it (only the page's first entry stands for the
+    title).  The box on a page counts the same results."""
+    word = "notdirty"
+    index = _search_index(book)
+
+    def holds(e: dict) -> bool:
+        return word in (e["h"] + " " + e["x"]).lower() or (not e["h"] and word in e["t"].lower())
+    expected = sorted(e["u"] for e in index if holds(e))
+    assert len(expected) > 30
+    chromium.open((book / "search.html").as_uri() + "?q=NOTDIRTY")
+    got = chromium.js("[...document.querySelectorAll('#search-page-results > li > a')].map(a => a.getAttribute('href'))")
+    assert sorted(got) == expected
+    status = chromium.js("document.getElementById('search-status').textContent")
+    assert status.startswith(f"{len(expected)} results for"), status
+    first = next(e for e in index if e["u"] == got[0])
+    assert word in (first["h"] + " " + first["t"]).lower(), first["u"]      # a heading or a title first
+    # a word only a page's title holds: the page once, not each of its sections
+    chromium.open((book / "index.html").as_uri())
+    box = chromium.js("""(() => {
+        const box = document.getElementById('search-box');
+        box.value = 'NOTDIRTY';
+        box.dispatchEvent(new Event('input'));
+        return document.querySelector('#search-results .search-more').textContent;
+    })()""")
+    assert box.startswith(f"{len(expected)} found"), box
+    titled = "bitmap_zero_extend"
+    only_title = [e for e in index if titled in e["t"].lower() and titled not in (e["h"] + " " + e["x"]).lower()]
+    assert only_title                                              # the premise: sections that lack it
+    hits = chromium.js(f"window.dirtyLadderSearch('{titled}').map(e => e.u)")
+    assert not {e["u"] for e in only_title if e["h"]} & set(hits), hits
+    assert hits and all(titled in (e["h"] + " " + e["x"]).lower() or not e["h"]
+                        for e in index if e["u"] in hits)
+    # the title counts once per page: a section that merely mentions the word
+    # once ranks below the glossary's entry for it, even on stage 18's page
+    # whose title holds the word
+    term = hits.index("glossary.html#bitmap-zero-extend")
+    mentions = [e["u"] for e in index if e["h"] and titled not in e["h"].lower()
+                and e["x"].lower().count(titled) == 1 and e["u"] in hits]
+    assert any(u.startswith("stage-18.html#") for u in mentions), mentions
+    assert all(hits.index(u) > term for u in mentions), (hits, mentions)
+
+
+def test_no_glossary_term_is_linked_in_the_search_page_or_the_books_own_instructions(book):
+    search = (book / "search.html").read_text(encoding="utf-8").partition('<main id="content">')[2]
+    assert 'class="term"' not in search
+    for path in sorted(book.glob("*.html")):
+        text = path.read_text(encoding="utf-8")
+        for m in re.finditer(r'<p[^>]*class="[^"]*\bui\b[^"]*"[^>]*>(.*?)</p>', text, re.S):
+            assert 'class="term"' not in m.group(1), path.name
+
+
+def test_the_glossary_page_lists_its_terms_in_its_contents(book):
+    text = (book / "glossary.html").read_text(encoding="utf-8")
+    toc = text.partition('<aside class="page-toc"')[2].partition("</aside>")[0]
+    links = re.findall(r'href="#([^"]+)"', toc)
+    assert links == [t["id"] for t in GLOSSARY]
+    assert len(links) >= 38
+
+
+def test_short_pages_start_at_the_top_and_the_sidebar_breaks_between_words(book, chromium, tmp_path):
+    """At 1280x900: the search page's heading sits just under the top bar
+    (the grid gave the empty contents row the sidebar's height, ~200 px);
+    a sidebar title wraps at a space or after an underscore, never inside
+    an identifier ("cpu_physical_memory_reset_d / irty()")."""
+    artifacts = artifacts_dir(tmp_path)
+    chromium.open((book / "search.html").as_uri())
+    chromium.screenshot(artifacts / "book-search-page.png")
+    gap = chromium.js("""(() => {
+        const bar = document.querySelector('header.top').getBoundingClientRect();
+        const h1 = document.querySelector('main h1').getBoundingClientRect();
+        return h1.top - bar.bottom;
+    })()""")
+    assert 0 <= gap < 60, gap
+    chromium.open((book / "stage-30.html").as_uri())
+    chromium.js("document.querySelectorAll('nav.sidebar details').forEach(d => d.open = true)")
+    breaks = chromium.js("""(() => {
+        const out = [];
+        for (const a of document.querySelectorAll('nav.sidebar .toc-stages a')) {
+            const text = a.textContent;
+            const walker = document.createTreeWalker(a, NodeFilter.SHOW_TEXT);
+            let prevTop = null, prevChar = '', node;
+            while ((node = walker.nextNode())) {
+                for (let i = 0; i < node.length; i++) {
+                    const range = document.createRange();
+                    range.setStart(node, i);
+                    range.setEnd(node, i + 1);
+                    const rects = range.getClientRects();
+                    if (!rects.length) { continue; }
+                    const top = Math.round(rects[0].top);
+                    const ch = node.data[i];
+                    if (prevTop !== null && top > prevTop + 2 && ch !== ' ') {
+                        out.push({title: text, before: prevChar, at: ch});
+                    }
+                    if (ch !== ' ' || prevTop === null) { prevTop = top; }
+                    prevChar = ch;
+                }
+            }
+        }
+        return {breaks: out, wrapped: [...document.querySelectorAll('nav.sidebar .toc-stages a')]
+                .filter(a => a.getClientRects().length > 0 && a.getBoundingClientRect().height > 24).length};
+    })()""")
+    assert breaks["wrapped"] > 5                                    # the premise: titles do wrap
+    bad = [b for b in breaks["breaks"] if b["before"] not in (" ", "_")]
+    assert not bad, bad

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from stages import LAST, stage
+from tables import read_table
 from dirty_ladder import cli
 from dirty_ladder import rungs as ladder
 
@@ -120,32 +121,23 @@ def test_python_m_dirty_ladder_help_and_console_script_declared():
 def test_list_human():
     proc = run("list")
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.split("\n\n")[0].splitlines()
-    title_at = lines[0].index("title (v2)")
-    rows: list[str] = []                             # a stage's line
-    titles: list[str] = []                           # its title, continuation lines included
-    for line in lines[1:]:
-        if re.match(r"\s?\d+\s", line):
-            rows.append(line)
-            titles.append(line[title_at:])
-        else:
-            titles[-1] += " " + line[title_at:].strip()
+    rows = read_table(proc.stdout.splitlines(), ["#", "upstream", "kind of step", "rung", "title (v2)"])
     assert len(rows) == LAST + 1                     # a header, then the 40 stages
     register = ladder.load_register()
     for n, row in enumerate(rows):
         cls = stage(n)
-        assert re.match(rf"\s*{n}\s", row)
-        assert cls.TITLE == " ".join(titles[n].split())
-        assert re.split(r" \(|;", cls.KIND)[0].split()[0] in row
-        assert (cls.UPSTREAM or "-").split()[0] in row
+        assert row[0] == str(n)
+        assert cls.TITLE == row[4]
+        assert row[2] == re.split(r" \(|;", cls.KIND)[0]
+        assert row[1] == (cls.UPSTREAM or "-").split()[0]
         statuses = {d.status for d in register if d.rung == n}
         if n == 0:
-            assert " baseline " in row
+            assert row[3] == "baseline"
         elif statuses:
-            assert all(st in row for st in statuses) and " same " not in row
+            assert all(st in row[3] for st in statuses) and "same" not in row[3]
         else:
-            assert " same " in row
-    assert "split dirty bitmap into three" in rows[19] and "1ab4c8cea" in rows[19]
+            assert row[3] == "same"
+    assert "split dirty bitmap into three" in rows[19][4] and rows[19][1] == "1ab4c8cea"
 
 
 def test_list_json():
@@ -171,11 +163,13 @@ def test_show_19_human():
     out = proc.stdout
     assert out.startswith("stage 19: memory: split dirty bitmap into three")
     assert "0.375 bytes per page" in out and "bitmaps" in out
-    line = next(x for x in out.splitlines() if x.split()[:1] == ["cpu_physical_memory_set_dirty_flag"])
-    assert "include/exec/memory-internal.h" in line
-    assert line.split()[2] == "19"                           # last changed by this very commit
-    assert "(addr: int, client: int) -> None" in line
-    assert re.search(r"DIRTY_MEMORY_MIGRATION\s*=\s*2\b", out)
+    rows = read_table(out.splitlines(), ["function, and its signature below", "declared in", "last changed"])
+    row = next(r for r in rows if r[0].split()[0] == "cpu_physical_memory_set_dirty_flag")
+    assert row[1] == "include/exec/memory-internal.h"
+    assert row[2] == "19"                                    # last changed by this very commit
+    assert row[0] == "cpu_physical_memory_set_dirty_flag (addr: int, client: int) -> None"
+    constants = read_table(out.splitlines(), ["constant", "value", "declared in", "since stage"])
+    assert ["DIRTY_MEMORY_MIGRATION", "2", "include/exec/memory.h", "14"] in constants
     assert "VGA_DIRTY_FLAG" not in out                      # gone since stage 13
     assert "cpu_physical_memory_get_dirty_flags" not in out  # removed at stage 9
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from dirty_ladder import cli, exercises
+from tables import read_table
 from dirty_ladder.generate import random_trace
 from dirty_ladder.machine import replay
 from dirty_ladder.trace import validate
@@ -61,15 +62,15 @@ def test_list_fits_100_columns_and_gives_each_rungs_statuses(capsys):
     rc, out, _ = run(capsys, "list")
     assert rc == 0
     assert max(len(line) for line in out.splitlines()) <= 100
-    rows = {int(m.group(1)): line for line in out.splitlines() if (m := re.match(r"\s?(\d{1,2})  ", line))}
+    rows = {int(r[0]): r for r in read_table(out.splitlines(), ["#", "upstream", "kind of step", "rung", "title"])}
     assert sorted(rows) == list(range(LAST + 1))
     for n in range(1, LAST + 1):
         statuses = [e["status"] for e in REGISTER if e["rung"] == n]
-        cell = rows[n]
+        cell = rows[n][3]
         for s in set(statuses):
             assert s in cell, (n, s, cell)
         if not statuses:
-            assert " same " in cell, cell
+            assert cell == "same", cell
         if len(statuses) == 2 and len(set(statuses)) == 1:
             assert f"{statuses[0]} x2" in cell, cell
 
@@ -152,19 +153,15 @@ def test_tour_and_register_replays_are_what_replay_gives(capsys, tmp_path):
 
 
 def test_list_shows_each_kind_of_step_whole(capsys):
-    # the kind column wraps like the title: read back, block by block, it is
+    # the kind column wraps like the title: read back, row by row, it is
     # each stage's KIND up to its first parenthesis or semicolon, uncut
     rc, out, _ = run(capsys, "list")
-    lines = out.split("\n\n")[0].splitlines()
-    start = lines[0].index("kind of step")
-    width = lines[0].index("rung") - start
-    kinds: dict[int, list[str]] = {}
-    for line in lines[1:]:
-        if m := re.match(r"\s?(\d{1,2})  ", line):
-            current = kinds.setdefault(int(m.group(1)), [])
-        current.append(line[start:start + width].strip())
-    for n in range(LAST + 1):
-        assert " ".join(k for k in kinds[n] if k) == re.split(r" \(|;", stage(n).KIND)[0], n
+    rows = read_table(out.splitlines(), ["#", "upstream", "kind of step", "rung", "title (v2)"])
+    assert [int(r[0]) for r in rows] == list(range(LAST + 1))
+    for r in rows:
+        n = int(r[0])
+        assert r[2] == re.split(r" \(|;", stage(n).KIND)[0], n
+        assert r[4] == stage(n).TITLE, n
 
 
 # ------------------------------------------------------------------ register
@@ -172,8 +169,8 @@ def test_register_lists_every_entry_and_refuses_an_unknown_id(capsys):
     rc, out, _ = run(capsys, "register")
     assert rc == 0
     assert max(len(line) for line in out.splitlines()) <= 100
-    for e in REGISTER:
-        assert re.search(rf"^\s*{e['rung']}\s+{re.escape(e['id'])}\s+{e['status']}\b", out, re.MULTILINE), e["id"]
+    rows = read_table(out.splitlines(), ["rung", "id", "status", "what"])
+    assert rows == [[str(e["rung"]), e["id"], e["status"], " ".join(e["what"].split())] for e in REGISTER]
     err = user_error(capsys, "register", "xen-told")
     assert "xen-told-start" in err
 
@@ -181,8 +178,10 @@ def test_register_lists_every_entry_and_refuses_an_unknown_id(capsys):
 def test_register_entry_marks_the_rows_that_differ(capsys):
     rc, out, _ = run(capsys, "register", "sync-fast-path-skips-tlb")
     assert rc == 0
-    marked = [line.split()[1] for line in out.splitlines() if line.lstrip().startswith("* ")]
+    rows = read_table(out.splitlines(), ["observable", "stage 38", "stage 39"])
+    marked = [r[1] for r in rows if r[0] == "*"]
     assert marked and all(m.startswith("tlb.") for m in marked), marked
+    assert all(r[0] == "" for r in rows if r[2] == r[3])
 
 
 @pytest.mark.parametrize("entry_id, before, after", [
@@ -201,7 +200,9 @@ def test_a_representation_entry_shows_its_bytes(capsys, entry_id, before, after)
     assert [r for r in rows if r["name"].startswith("repr:")] == [
         {"name": "repr: flag bytes", "before": before, "after": after, "differs": True}]
     rc, out, _ = run(capsys, "register", entry_id)
-    assert re.search(rf'^\s*\* repr: flag bytes\s+"{before}"\s+"{after}"$', out, re.MULTILINE), out
+    rung = next(e["rung"] for e in REGISTER if e["id"] == entry_id)
+    rows = read_table(out.splitlines(), ["observable", f"stage {rung - 1:02d}", f"stage {rung:02d}"])
+    assert ["*", "repr: flag bytes", f'"{before}"', f'"{after}"'] in rows, rows
 
 
 def test_the_representation_of_the_bitmaps_is_shown_word_by_word():

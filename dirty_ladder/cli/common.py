@@ -290,6 +290,11 @@ def add_command(subparsers, name: str, help_: str, epilog: str, description: str
 INLINE_DIFFS = "diffs with inherited code in place of super() calls"
 
 
+def pager_option(sp: argparse.ArgumentParser) -> None:
+    """--no-pager, for a command that prints through terminal.Screen (paged on a terminal)."""
+    sp.add_argument("--no-pager", action="store_true", help="never page, even on a terminal")
+
+
 def teaching_options(sp: argparse.ArgumentParser, inline: str | None = None, json: str = "print JSON") -> None:
     """--inline (when ``inline`` gives its help) and --json."""
     if inline:

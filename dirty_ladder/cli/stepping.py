@@ -20,15 +20,19 @@ from ..model import (
 )
 from .common import (
     INLINE_DIFFS, UserError, add_command, add_timeout, contained_command, emit_json, load_user_stage, out,
-    stage_number, teaching_options,
+    pager_option, stage_number, teaching_options,
 )
 
 
 # ------------------------------------------------------------------ list
 def add_list(sub, prog: str) -> None:
     sp = add_command(sub, "list", "the 40 stages: number, v2 title, kind of step, upstream hash, rung status",
-                          f"{prog} list\n{prog} list --json")
+                          f"{prog} list\n{prog} list --json",
+                          description="The 40 stages: number, upstream hash, kind of step, what the divergence "
+                                      "register says of the rung from the stage before, and the v2 title. On a "
+                                      "terminal it is coloured (a rung with a bug in red) and paged; piped, plain.")
     sp.add_argument("--json", action="store_true", help="print a JSON list")
+    pager_option(sp)
     sp.set_defaults(func=cmd_list)
 
 
@@ -53,12 +57,11 @@ def cmd_list(args) -> int:
     if args.json:
         emit_json(rows)
         return 0
-    for line in list_lines(rows):
-        out(line)
+    from ..terminal import Screen
+    screen = Screen(pager=not args.no_pager)
+    show_list(screen, rows)
+    screen.show()
     return 0
-
-
-LIST_WIDTH = 100
 
 
 def _abbrev(text: str) -> str:
@@ -77,28 +80,18 @@ def rung_word(row: dict[str, Any]) -> str:
     counts: dict[str, int] = {}
     for d in row["divergences"]:
         counts[d["status"]] = counts.get(d["status"], 0) + 1
-    return "+".join(k + (f" x{v}" if v > 1 else "") for k, v in counts.items())
+    return ", ".join(k + (f" x{v}" if v > 1 else "") for k, v in counts.items())
 
 
-def list_lines(rows: list[dict[str, Any]], width: int = LIST_WIDTH) -> list[str]:
-    """The stage table in ``width`` columns: kinds abbreviated, titles wrapped."""
-    kw, uw = 20, max(len(_hash(r)) for r in rows)
-    rw = max(6, *(len(rung_word(r)) for r in rows))
-    lead = 2 + 2 + uw + 2 + kw + 2 + rw + 2
-    tw = width - lead
-    lines = [f"{'#':>2}  {'upstream':<{uw}}  {'kind of step':<{kw}}  {'rung':<{rw}}  title (v2)"]
-    for r in rows:
-        title = textwrap.wrap(r["title"], tw) or [""]
-        kind = textwrap.wrap(_abbrev(r["kind"]), kw) or [""]
-        lines.append(f"{r['stage']:>2}  {_hash(r):<{uw}}  {kind[0]:<{kw}}  "
-                     f"{rung_word(r):<{rw}}  {title[0]}")
-        for k, t in itertools.zip_longest(kind[1:], title[1:], fillvalue=""):
-            lines.append(f"{'':{2 + 2 + uw + 2}}{k:<{kw}}  {'':<{rw}}  {t}".rstrip())
-    lines.append("")
-    lines += textwrap.wrap("rung: what the divergence register says of the rung from the stage before "
-                           "(same: no difference; intended, fix, bug, benign: the status of each entry; "
-                           "`register` lists them).", width)
-    return lines
+def show_list(screen, rows: list[dict[str, Any]]) -> None:
+    """The stage table, fitted to the screen: kinds abbreviated, titles folded."""
+    screen.table(["#", "upstream", "kind of step", "rung", "title (v2)"],
+                 [[str(r['stage']), _hash(r), _abbrev(r["kind"]), rung_word(r), r["title"]] for r in rows],
+                 styles=["differs" if any(d["status"] == "bug" for d in r["divergences"]) else None for r in rows],
+                 no_wrap=(0, 1), max_widths={2: 20, 3: 12})
+    screen.line()
+    screen.paragraph("rung: what the divergence register says of the rung from the stage before (same: no "
+                     "difference; intended, fix, bug, benign: the status of each entry; `register` lists them).")
 
 
 # ------------------------------------------------------------------ show
@@ -111,6 +104,7 @@ def add_show(sub, prog: str) -> None:
                                       "FUNCTION: its Python source as in force at stage N, wherever it was written.")
     sp.add_argument("stage", type=stage_number, metavar="N", help=f"stage number, 0 to {LAST}")
     sp.add_argument("function", nargs="?", metavar="FUNCTION", help="a function (or constant) of that stage")
+    pager_option(sp)
     teaching_options(sp, inline="show inherited code in place of super() calls (e.g. show 15 "
                                 "cpu_physical_memory_get_dirty_flag --inline)")
     sp.set_defaults(func=cmd_show)
@@ -160,15 +154,18 @@ def cmd_show(args) -> int:
         if args.json:
             emit_json({"stage": api.n, "function": {**fn.as_dict(), "source": source_of(fn, args.inline)}})
             return 0
-        out(f"{name}{fn.signature}")
-        out(f"  at stage {api.n:02d}: declared in {fn.declared_in or '-'}")
+        from ..terminal import Screen
+        screen = Screen(pager=not args.no_pager)
+        screen.line(f"{name}{fn.signature}", style="heading")
+        screen.line(f"  at stage {api.n:02d}: declared in {fn.declared_in or '-'}")
         since = f"  in force since stage {fn.last_changed:02d} ({module_path(fn.owner.__module__)})"
         if fn.alias_of:
             since += f", bound there to {fn.alias_of}"
-        out(since)
-        out(f"  source written in {fn.written_in}" + (f" as {fn.alias_of}" if fn.alias_of else ""))
-        out()
-        out(source_of(fn, args.inline).rstrip("\n"))
+        screen.line(since)
+        screen.line(f"  source written in {fn.written_in}" + (f" as {fn.alias_of}" if fn.alias_of else ""))
+        screen.line()
+        screen.code(source_of(fn, args.inline))
+        screen.show()
         return 0
 
     if args.json:
@@ -181,29 +178,35 @@ def cmd_show(args) -> int:
             "other_declarations": api.other,
         })
         return 0
-    for line in _stage_header(cls):
-        out(line)
-    out()
-    out(f"representation: {api.representation} ({api.repr_dict()['store']})")
-    out(f"  {per_page_text(api)}")
-    out()
-    out(f"constants ({len(api.constants)}):")
-    nw = max((len(c) for c in api.constants), default=0)
-    for c in api.constants.values():
-        out(f"  {c.name:<{nw}} = {c.value:<4}  {c.declared_in or '-'}  (stage {c.owner.STAGE:02d})")
-    out()
-    out(f"functions ({len(api.functions)}): name, declared in, last changed at stage, signature")
-    nw = max((len(f) for f in api.functions), default=0)
-    dw = max((len(f.declared_in or "-") for f in api.functions.values()), default=0)
-    for f in api.functions.values():
-        out(f"  {f.name:<{nw}}  {f.declared_in or '-':<{dw}}  {f.last_changed:02d}  {f.signature}")
-    if api.other:
-        out()
-        out("other declarations (types):")
-        ow = max(len(name) for name in api.other)
-        for name, where in api.other.items():
-            out(f"  {name:<{ow}}  {where}")
+    from ..terminal import Screen
+    screen = Screen(pager=not args.no_pager)
+    show_api(screen, api)
+    screen.show()
     return 0
+
+
+def show_api(screen, api: Api) -> None:
+    """``show N``: the stage, its representation, its constants and its functions, in tables that fit."""
+    cls = api.cls
+    head, rest = _stage_header(cls)
+    screen.line(head, style="heading")
+    screen.line(rest)
+    screen.line()
+    screen.line(f"representation: {api.representation} ({api.repr_dict()['store']})")
+    screen.line(f"  {per_page_text(api)}")
+    screen.line()
+    screen.table(["constant", "value", "declared in", "since stage"],
+                 [[c.name, c.value, c.declared_in or "-", f"{c.owner.STAGE:02d}"] for c in api.constants.values()],
+                 no_wrap=(0, 1, 3), title=f"constants ({len(api.constants)})")
+    screen.line()
+    screen.table(["function, and its signature below", "declared in", "last changed"],
+                 [[(f.name, f.signature), f.declared_in or "-", f"{f.last_changed:02d}"]
+                  for f in api.functions.values()],
+                 no_wrap=(2,), title=f"functions ({len(api.functions)})")
+    if api.other:
+        screen.line()
+        screen.table(["type", "declared in"], [[name, where] for name, where in api.other.items()],
+                     no_wrap=(0,), title="other declarations (types)")
 
 
 # ------------------------------------------------------------------ diff

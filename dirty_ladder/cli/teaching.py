@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
 import sys
 import textwrap
 from typing import Any
@@ -17,58 +18,14 @@ from stages import LAST, stage
 from .. import files
 from ..model import load_register_safely, spans
 from .common import (
-    INLINE_DIFFS, Failure, UserError, add_command, emit_json, exercise_number, out, plural, positive, short,
-    stage_number, teaching_options, warn,
+    INLINE_DIFFS, Failure, UserError, add_command, emit_json, exercise_number, out, pager_option, plural, positive,
+    short, stage_number, teaching_options, warn,
 )
 from .running import describe_op
 from .stepping import format_diff
 
 
 # ------------------------------------------------------------------ a register entry, as tour and register print it
-def _cell(value: Any, width: int) -> str:
-    return short(value, width)
-
-
-def replay_table(rows: list[dict[str, Any]], a: int, b: int, width: int = 100) -> list[str]:
-    """Observables side by side: name, stage a, stage b; '*' marks a row that differs."""
-    nw = min(max(len(r["name"]) for r in rows), 28)
-    vw = (width - nw - 8) // 2
-    lines = [f"  {'':{nw}}  {'stage ' + format(a, '02d'):<{vw}}  stage {b:02d}"]
-    for r in rows:
-        mark = "*" if r["differs"] else " "
-        lines.append(f"{mark} {r['name'][:nw]:<{nw}}  {_cell(r['before'], vw):<{vw}}  {_cell(r['after'], vw)}")
-    return lines
-
-
-def entry_lines(entry: dict[str, Any], width: int = 100) -> list[str]:
-    """A register entry and its minimal trace/call replayed before and after its rung."""
-    lines = textwrap.wrap(f"{entry['id']} (rung {entry['rung']:02d}, {entry['status']}): {entry['what']}",
-                          width, subsequent_indent="  ")
-    lines += textwrap.wrap(entry["explanation"], width - 4, initial_indent="    ", subsequent_indent="    ")
-    if entry["fixed_upstream"]:
-        lines += textwrap.wrap(f"upstream: {entry['fixed_upstream']}", width - 4,
-                               initial_indent="    ", subsequent_indent="    ")
-    if entry.get("override_source"):
-        lines.append(f"  the change as code, on stage {entry['rung'] - 1:02d} (dirty_ladder/bridges.py):")
-        lines += ["    " + line for line in entry["override_source"].rstrip("\n").splitlines()]
-    r = entry["replay"]
-    a, b = r["before_stage"], r["after_stage"]
-    if "trace" in r:
-        t = r["trace"]
-        lines += textwrap.wrap(f"minimal trace ({describe_config_dict(t['trace'].get('config', {}))}): "
-                               + "; ".join(describe_op(op) for op in t["trace"]["ops"]), width,
-                               initial_indent="  ", subsequent_indent="    ")
-        lines.append(f"  replayed on stages {a:02d} and {b:02d} ('*': differs):")
-        lines += ["  " + x for x in replay_table(t["rows"], a, b, width - 2)]
-    if "call" in r:
-        c = r["call"]
-        lines += textwrap.wrap(f"minimal call: {c['describe']}", width, initial_indent="  ",
-                               subsequent_indent="    ")
-        lines.append(f"  called on stages {a:02d} and {b:02d} ('*': differs):")
-        lines += ["  " + x for x in replay_table(c["rows"], a, b, width - 2)]
-    return lines
-
-
 def describe_config_dict(config: dict[str, Any]) -> str:
     from ..trace import DEFAULT_CONFIG
     c = {**DEFAULT_CONFIG, **config}
@@ -136,6 +93,7 @@ def show_entry(screen, entry: dict[str, Any]) -> None:
                      [["*" if row["differs"] else "", row["name"], short(row["before"], width),
                        short(row["after"], width)] for row in rows],
                      styles=["differs" if row["differs"] else None for row in rows], no_wrap=(0,), indent=2)
+        screen.line()
         picture = pictures.entry_picture(r, kind)
         if picture is not None:
             screen.lines(["  " + x for x in picture.text(screen.width - 2)])
@@ -213,13 +171,22 @@ def show_chapter(screen, ch, data: list[dict[str, Any]], top: str, full: bool, d
             show_stage(screen, ts, top, diff=diff)
 
 
-def show_glossary(screen, terms) -> None:
+BOOK_LINK = re.compile(r"\[([^\]]+)\]\(stage-(\d\d)\.html(?:#[^)]*)?\)")
+
+
+def terminal_links(text: str, top: str) -> str:
+    """Markdown written for the book, with its links to a stage page said
+    as the command that shows that stage (``tour N``)."""
+    return BOOK_LINK.sub(lambda m: f"{m.group(1)} (`{top} tour {int(m.group(2))}`)", text)
+
+
+def show_glossary(screen, terms, top: str = "dirty-ladder") -> None:
     screen.line("The glossary: the terms the stages, the register and the tour use", style="heading")
     screen.line("(dirty_ladder/glossary.toml; the book links each term's first use on every page)")
     for t in terms:
         screen.line()
         screen.line(f"{t.term}  (first matters at stage {t.stage:02d})", style="term")
-        screen.markdown(t.text, indent=2)
+        screen.markdown(terminal_links(t.text, top), indent=2)
 
 
 def cmd_tour(args) -> int:
@@ -235,7 +202,7 @@ def cmd_tour(args) -> int:
                        for t in terms])
             return 0
         screen = Screen(pager=not args.no_pager)
-        show_glossary(screen, terms)
+        show_glossary(screen, terms, args.top)
         screen.show()
         return 0
     if key is None:
@@ -299,15 +266,22 @@ def add_register(sub, prog: str) -> None:
     sp = add_command(sub, "register", "the divergence register: list its entries, or replay one before and after its rung",
                           f"{prog} register\n{prog} register xen-told-start\n{prog} register tlb-reset-short-range --json",
                           description="Without ID: every entry of dirty_ladder/divergences.toml (rung, id, status, what). "
-                                      "With ID: the entry, and its minimal trace (and call) run on the stage before and "
-                                      "the stage of its rung, the observables side by side ('*': differs).")
+                                      "With ID: the entry, the change as code, and its minimal trace (and call) run on "
+                                      "the stage before and the stage of its rung, the observables side by side ('*': "
+                                      "differs), with a picture of what differs. On a terminal it is coloured and "
+                                      "paged; piped, it is plain text.")
     sp.add_argument("id", nargs="?", metavar="ID", help="an entry's id")
+    pager_option(sp)
     teaching_options(sp)
     sp.set_defaults(func=cmd_register)
 
 
+STATUS_STYLE = {"bug": "differs", "fix": "seed", "intended": None, "benign": "dim"}
+
+
 def cmd_register(args) -> int:
     from ..model import entry_dict, entry_replay
+    from ..terminal import Screen
     register = load_register_safely()
     if register is None:
         raise Failure("cannot read the divergence register (dirty_ladder/divergences.toml)")
@@ -316,13 +290,12 @@ def cmd_register(args) -> int:
         if args.json:
             emit_json(rows)
             return 0
-        iw = max(len(e.id) for e in register)
-        out(f"rung  {'id':<{iw}}  {'status':<8}  what")
-        for e in register:
-            what = e.what if len(e.what) <= 100 - iw - 18 else e.what[:100 - iw - 21] + "..."
-            out(f"{e.rung:>4}  {e.id:<{iw}}  {e.status:<8}  {what}")
-        out()
-        out(f"`{args.top} register ID` replays an entry's minimal trace before and after its rung.")
+        screen = Screen(pager=not args.no_pager)
+        screen.table(["rung", "id", "status", "what"], [[e.rung, e.id, e.status, e.what] for e in register],
+                     styles=[STATUS_STYLE.get(e.status) for e in register], no_wrap=(0, 1, 2))
+        screen.line()
+        screen.line(f"`{args.top} register ID` replays an entry's minimal trace before and after its rung.")
+        screen.show()
         return 0
     entry = next((e for e in register if e.id == args.id), None)
     if entry is None:
@@ -333,8 +306,9 @@ def cmd_register(args) -> int:
     if args.json:
         emit_json(data)
         return 0
-    for line in entry_lines(data):
-        out(line)
+    screen = Screen(pager=not args.no_pager)
+    show_entry(screen, data)
+    screen.show()
     return 0
 
 
@@ -431,11 +405,19 @@ def cmd_exercise(args) -> int:
 def add_book(sub, prog: str) -> None:
     sp = add_command(sub, "book", "write the tour as a static website (needs the book extra)",
                           f"{prog} book book/            # then open book/index.html\n{prog} book /tmp/site --json",
-                          description="A page per chapter and per stage (highlighted diffs, register entries with "
-                                      "their minimal traces replayed before and after, pictures of the three "
-                                      "bitmaps), the register, the changelog, the rung tests and the cost plot. "
-                                      "Relative links, no JavaScript: it works from the file system. Needs "
-                                      "jinja2, pygments and matplotlib: pip install -e '.[book]'.")
+                          description="Writes the tour as a static website: a page per chapter and per stage "
+                                      "(the commit's docstring; pictures of each structure it changes and of "
+                                      "every register entry's replay, drawn from replays of the stages' own "
+                                      "code; the register entries with their minimal traces replayed before "
+                                      "and after; the commit's diff, folded as the solution of its exercise), "
+                                      "the register, the glossary, the exercises, the changelog, the rung "
+                                      "tests, the cost curve of this Python model and an index. Every page has "
+                                      "a sidebar of contents and a list of its own sections; search is a small "
+                                      "script over an index built with the book (genindex.html lists the same "
+                                      "without JavaScript). Links are relative: open OUT/index.html from the "
+                                      "file system, no server needed. Needs the book extra (jinja2 for the "
+                                      "pages, markdown-it-py for the prose, pygments for the diffs, matplotlib "
+                                      "for the cost plot): pip install -e '.[book]'.")
     sp.add_argument("out", metavar="OUT", help="the directory to write: new, empty, or holding a book this "
                                                "command wrote before (created if needed)")
     sp.add_argument("--force", action="store_true",

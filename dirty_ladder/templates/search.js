@@ -9,25 +9,43 @@
     return text.toLowerCase().split(/[^a-z0-9_]+/).filter(function (w) { return w.length > 0; });
   }
 
+  // Every section that holds every word (in its heading, its text, or its
+  // page's title), best first.  A section scores for the words of its own
+  // heading (5) and text (1 each, and 1 more for each further use, up to
+  // 3); the page's title scores 10, but once per page: on the page's first
+  // entry (its h1), not on each of its sections.  A section none of whose
+  // words are its own is left out: the page's first entry stands for it.
   function search(query) {
     var terms = words(query);
     var index = window.SEARCH_INDEX || [];
     if (!terms.length) { return []; }
     var found = [];
     index.forEach(function (entry) {
-      var title = (entry.t + " " + (entry.h || "")).toLowerCase();
+      var top = !entry.h;
+      var title = entry.t.toLowerCase();
+      var heading = (entry.h || "").toLowerCase();
       var text = entry.x.toLowerCase();
-      var score = 0;
+      var score = 0, own = 0;
       for (var i = 0; i < terms.length; i++) {
-        var inTitle = title.indexOf(terms[i]) >= 0;
-        var inText = text.indexOf(terms[i]) >= 0;
-        if (!inTitle && !inText) { return; }
-        score += (inTitle ? 10 : 0) + (inText ? 1 : 0);
+        var t = terms[i];
+        var inTitle = title.indexOf(t) >= 0;
+        var inHeading = heading.indexOf(t) >= 0;
+        var uses = count(text, t);
+        if (!inTitle && !inHeading && !uses) { return; }
+        if (inHeading || uses) { own += 1; }
+        score += (top && inTitle ? 10 : 0) + (inHeading ? 5 : 0) + (uses ? Math.min(uses, 3) : 0);
       }
+      if (!own && !top) { return; }
       found.push({entry: entry, score: score});
     });
     found.sort(function (a, b) { return b.score - a.score || a.entry.u.localeCompare(b.entry.u); });
-    return found.slice(0, 30).map(function (f) { return f.entry; });
+    return found.map(function (f) { return f.entry; });
+  }
+
+  function count(text, word) {
+    var n = 0, at = text.indexOf(word);
+    while (at >= 0 && n < 3) { n += 1; at = text.indexOf(word, at + word.length); }
+    return n;
   }
 
   function snippet(entry, query) {
@@ -68,7 +86,8 @@
       show(list, results.slice(0, 12), query);
       var more = document.createElement("p");
       more.className = "search-more";
-      more.textContent = results.length ? results.length + " found; Enter for the full list" : "nothing found";
+      more.textContent = results.length > 12 ? results.length + " found; Enter for all of them"
+        : results.length ? results.length + " found" : "nothing found";
       panel.appendChild(list);
       panel.appendChild(more);
       panel.hidden = false;
